@@ -1,0 +1,1 @@
+"""Console entry point package for TexTuneS (``textunes``)."""

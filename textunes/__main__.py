@@ -1,0 +1,3 @@
+from textunes.cli import main
+
+raise SystemExit(main())
