@@ -1,0 +1,113 @@
+"""Bot settings from the environment (and a ``.env`` file via python-dotenv).
+
+The Discord token is a secret: it is never logged, and ``repr(settings)`` masks it.
+Every variable is documented in ``.env.example``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from engine.errors import UserInputError
+
+
+class SettingsError(UserInputError):
+    """A setting is missing or malformed (message says which variable and what is expected)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    token: str = field(default="", repr=False)
+    dev_guild_id: int | None = None
+    backend: str = "auto"  # auto | musicgen | arranger
+    model: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    per_user_jobs: int = 2
+    max_queue: int = 50
+    max_duration: float = 120.0  # seconds a user may ask for
+    max_samples: int = 4
+    max_file_bytes: int = 2_000_000  # documents for /bgm-from-text
+    data_dir: Path = Path("var")
+    store_path: Path | None = None  # default data_dir / "textunes.db"
+    audio_format: str = "mp3"
+    progress_interval: float = 2.0  # seconds between progress edits (Discord rate-limits edits)
+    job_timeout: float = 600.0
+    log_level: str = "INFO"
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "token"
+        )
+        return f"Settings(token={'***' if self.token else ''!r}, {shown})"
+
+    @property
+    def store_file(self) -> Path:
+        return self.store_path or self.data_dir / "textunes.db"
+
+    def with_(self, **changes) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, dotenv_path: str | Path | None = None) -> Settings:
+        """Read settings from ``env`` (default ``os.environ`` overlaid on ``.env``)."""
+        if env is None:
+            from dotenv import dotenv_values
+
+            file_values = dotenv_values(dotenv_path) if dotenv_path else dotenv_values()
+            # the real environment wins over the .env file
+            env = {**{k: v for k, v in file_values.items() if v is not None}, **os.environ}
+
+        def text(name: str, default: str | None = None) -> str | None:
+            value = env.get(name)
+            return value.strip() if value is not None and value.strip() else default
+
+        def number(name: str, default, kind=int):
+            raw = text(name)
+            if raw is None:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be a number, got {raw!r}.") from None
+            if value <= 0:
+                raise SettingsError(f"{name} must be positive, got {raw!r}.")
+            return value
+
+        backend = (text("TEXTUNES_BACKEND", "auto") or "auto").lower()
+        if backend not in ("auto", "musicgen", "arranger"):
+            raise SettingsError(f"TEXTUNES_BACKEND must be auto, musicgen or arranger, got {backend!r}.")
+        audio_format = (text("TEXTUNES_AUDIO_FORMAT", "mp3") or "mp3").lower()
+        if audio_format not in ("mp3", "ogg"):
+            raise SettingsError(f"TEXTUNES_AUDIO_FORMAT must be mp3 or ogg, got {audio_format!r}.")
+        store = text("TEXTUNES_STORE")
+        return cls(
+            token=text("DISCORD_TOKEN", "") or "",
+            dev_guild_id=number("DEV_GUILD_ID", None),
+            backend=backend,
+            model=text("TEXTUNES_MODEL"),
+            device=text("TEXTUNES_DEVICE", "auto") or "auto",
+            dtype=text("TEXTUNES_DTYPE", "auto") or "auto",
+            per_user_jobs=number("TEXTUNES_MAX_JOBS_PER_USER", 2),
+            max_queue=number("TEXTUNES_MAX_QUEUE", 50),
+            max_duration=number("TEXTUNES_MAX_DURATION", 120.0, float),
+            max_samples=number("TEXTUNES_MAX_SAMPLES", 4),
+            max_file_bytes=number("TEXTUNES_MAX_FILE_BYTES", 2_000_000),
+            data_dir=Path(text("TEXTUNES_DATA_DIR", "var") or "var"),
+            store_path=Path(store) if store else None,
+            audio_format=audio_format,
+            progress_interval=number("TEXTUNES_PROGRESS_INTERVAL", 2.0, float),
+            job_timeout=number("TEXTUNES_JOB_TIMEOUT", 600.0, float),
+            log_level=(text("TEXTUNES_LOG_LEVEL", "INFO") or "INFO").upper(),
+        )
+
+    def require_token(self) -> str:
+        if not self.token:
+            raise SettingsError(
+                "DISCORD_TOKEN is not set. Put it in the environment or in a .env file "
+                "(see .env.example); create one at https://discord.com/developers/applications."
+            )
+        return self.token

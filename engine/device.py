@@ -1,0 +1,113 @@
+"""Device and dtype selection shared by the torch-based parts of the engine.
+
+Kept free of module-level torch imports so ``import engine.device`` stays cheap; the functions import
+torch when called.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from engine.errors import UserInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+DTYPE_NAMES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
+
+
+class InvalidDevice(UserInputError):
+    """A --device / --dtype value that cannot be used on this machine."""
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """``auto`` → cuda → mps → cpu; explicit names are checked so typos fail clearly."""
+    import torch
+
+    name = (requested or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise InvalidDevice(f"Unknown device '{requested}'. Use auto, cpu, cuda, cuda:N or mps.") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidDevice(f"Device '{requested}' was asked for but no CUDA GPU is available here.")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InvalidDevice(
+                f"Device '{requested}' does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)."
+            )
+    elif device.type == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise InvalidDevice("Device 'mps' was asked for but Apple Metal is not available here.")
+    elif device.type != "cpu":
+        raise InvalidDevice(f"Unsupported device '{requested}'. Use auto, cpu, cuda, cuda:N or mps.")
+    return device
+
+
+def cpu_prefers_bf16() -> bool:
+    """Whether ``dtype="auto"`` on CPU means bf16 (TEXTUNES_CPU_BF16=1) or fp32 (default).
+
+    Why fp32 by default: see bench/generate.py — on CPUs without native bf16 matmul (AVX2-only, as
+    here) bf16 linears are emulated; the bench table decides, the env var overrides per machine.
+    """
+    return os.environ.get("TEXTUNES_CPU_BF16", "").strip().lower() in ("1", "true", "yes")
+
+
+def pick_dtype(requested: str = "auto", device: torch.device | str = "cpu") -> torch.dtype:
+    """Resolve a dtype name for ``device``.
+
+    ``auto``: cuda → bf16 when the GPU supports it (no fp16 overflow risk in T5) else fp16; mps → fp16;
+    cpu → fp32 unless TEXTUNES_CPU_BF16=1 (see ``cpu_prefers_bf16``).
+    """
+    import torch
+
+    device = torch.device(device)
+    name = (requested or "auto").strip().lower()
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "mps":
+            return torch.float16
+        return torch.bfloat16 if cpu_prefers_bf16() else torch.float32
+    canonical = DTYPE_NAMES.get(name)
+    if canonical is None:
+        raise InvalidDevice(f"Unknown dtype '{requested}'. Use auto, float32, float16 or bfloat16.")
+    dtype = getattr(torch, canonical)
+    if dtype == torch.float16 and device.type == "cpu":
+        raise InvalidDevice("float16 is not supported for generation on CPU; use bfloat16 or float32.")
+    return dtype
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def configure_cpu_threads(threads: int | None) -> int:
+    """Set torch's intra-op thread count (None keeps torch's default) and return the value in effect.
+
+    Why: on a shared 2-core box, two spinning OpenMP threads fighting another process made a tiny
+    MusicGen run >100x slower than one thread; callers that share the CPU should pass threads=1.
+    """
+    import torch
+
+    if threads is not None:
+        if threads < 1:
+            raise InvalidDevice(f"threads must be at least 1, got {threads}.")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
