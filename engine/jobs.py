@@ -151,6 +151,7 @@ class EngineConfig:
     batch_window: float = 0.05  # seconds an idle worker waits for more requests to batch
     max_samples: int = 8
     generation_params: dict = field(default_factory=dict)  # set_generation_params(**) after loading
+    backend_options: dict = field(default_factory=dict)  # load_backend(**): static_cache, threads, max_batch
     # (device) -> backend, instead of load_backend(backend, model, device, dtype). Process mode
     # pickles it: use a module-level function or functools.partial of one.
     backend_factory: BackendFactory | None = None
@@ -158,10 +159,12 @@ class EngineConfig:
     abort_grace: float = 10.0  # process mode: seconds an aborted child gets before it is killed
 
 
-def _load_configured_backend(name: str, model: str | None, dtype: str, device: str) -> MusicBackend:
+def _load_configured_backend(
+    name: str, model: str | None, dtype: str, options: dict, device: str
+) -> MusicBackend:
     from engine.generation import load_backend
 
-    return load_backend(name, model=model, device=device, dtype=dtype)
+    return load_backend(name, model=model, device=device, dtype=dtype, **options)
 
 
 def _cuda_device_count(import_torch: bool) -> int:
@@ -326,7 +329,14 @@ class JobEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
         self._stopping = False
-        self.stats = {"calls": 0, "batched_jobs": 0, "tracks": 0, "oom_splits": 0, "restarts": 0, "requeued": 0}
+        self.stats = {
+            "calls": 0,
+            "batched_jobs": 0,
+            "tracks": 0,
+            "oom_splits": 0,
+            "restarts": 0,
+            "requeued": 0,
+        }
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -337,7 +347,7 @@ class JobEngine:
         self._wakeup = asyncio.Event()
         cfg = self.config
         factory = cfg.backend_factory or functools.partial(
-            _load_configured_backend, cfg.backend, cfg.model, cfg.dtype
+            _load_configured_backend, cfg.backend, cfg.model, cfg.dtype, dict(cfg.backend_options)
         )
         for device in resolve_devices(cfg):
             if cfg.worker == "process":
@@ -359,7 +369,9 @@ class JobEngine:
             raise
         self._started = True
         self._stopping = False
-        self._loops = [asyncio.create_task(self._device_loop(w), name=f"engine-{w.device}") for w in self._workers]
+        self._loops = [
+            asyncio.create_task(self._device_loop(w), name=f"engine-{w.device}") for w in self._workers
+        ]
         log.info("job engine ready: %s", self.describe())
 
     async def stop(self, *, drain: bool = False) -> None:
@@ -373,7 +385,12 @@ class JobEngine:
         self._stopping = True
         self._wakeup.set()
         for job in list(self._jobs.values()):
-            self._finish_failed(job, JobFailed("The music engine is shutting down; your request was not finished.", reason="shutdown"))
+            self._finish_failed(
+                job,
+                JobFailed(
+                    "The music engine is shutting down; your request was not finished.", reason="shutdown"
+                ),
+            )
         for worker in self._workers:
             worker.abort()
         for task in self._loops:
@@ -399,7 +416,11 @@ class JobEngine:
 
     @property
     def model_id(self) -> str:
-        return self._workers[0].info.model_id if self._workers and self._workers[0].info else (self.config.model or "")
+        return (
+            self._workers[0].info.model_id
+            if self._workers and self._workers[0].info
+            else (self.config.model or "")
+        )
 
     @property
     def sample_rate(self) -> int | None:
@@ -457,10 +478,11 @@ class JobEngine:
             raise UserInputError(f"Samples must be between 1 and {cfg.max_samples}, not {request.samples}.")
         if request.continue_from is not None and request.extend_seconds <= 0:
             raise UserInputError("Say how many seconds to extend the track by (more than 0).")
-        if self.queue_length() >= cfg.max_queue:
-            raise QueueFull(cfg.max_queue)
+        # the user's own limit first: it tells them what they can do about it
         if len(self.jobs_of(request.user_id)) >= cfg.per_user_limit:
             raise UserLimitReached(cfg.per_user_limit)
+        if self.queue_length() >= cfg.max_queue:
+            raise QueueFull(cfg.max_queue)
         job_id = request.job_id or uuid.uuid4().hex[:12]
         if job_id in self._jobs:
             raise ValueError(f"job {job_id} is already queued or running")
@@ -557,9 +579,11 @@ class JobEngine:
                 limit = self._batch_limit(worker)
                 chosen = self._select(limit)
                 tracks = sum(j.request.samples for j in chosen)
-                if self.config.batch_window > 0 and chosen[0].batch_key() is not None and tracks < limit:
-                    # requests of a burst arrive a few ms apart: a short wait fills the batch
-                    await asyncio.sleep(self.config.batch_window)
+                # requests of a burst arrive a few ms apart: a short wait (counted from the head
+                # job's arrival, so jobs that already waited are not delayed) fills the batch
+                wait = self.config.batch_window - (time.monotonic() - chosen[0].enqueued_at)
+                if wait > 0 and chosen[0].batch_key() is not None and tracks < limit:
+                    await asyncio.sleep(wait)
                     if self._stopping:
                         return None
                     chosen = self._select(limit)
@@ -601,7 +625,10 @@ class JobEngine:
                 log.exception("unexpected error while running a batch on %s", worker.device)
                 for job in jobs:
                     self._finish_failed(
-                        job, JobFailed("Something went wrong inside the music engine. Please try again.", reason="crash")
+                        job,
+                        JobFailed(
+                            "Something went wrong inside the music engine. Please try again.", reason="crash"
+                        ),
                     )
 
     async def _execute(self, worker, jobs: list[_Job]) -> None:
@@ -775,7 +802,9 @@ class JobEngine:
             self._unqueue(job)
         self._finish(job, "failed", error=error)
 
-    def _finish(self, job: _Job, state: str, *, tracks: list[Track] | None = None, error: Exception | None = None) -> None:
+    def _finish(
+        self, job: _Job, state: str, *, tracks: list[Track] | None = None, error: Exception | None = None
+    ) -> None:
         if job.finished:
             return
         job.state = state

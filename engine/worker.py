@@ -258,7 +258,9 @@ def _child_main(conn, factory: BackendFactory, device: str, generation_params: d
         state = {"abort": False, "stop": False}
         throttle = _Throttle()
 
-        def on_progress(done: int, total: int, call_id: int = call_id, state: dict = state, throttle=throttle) -> None:
+        def on_progress(
+            done: int, total: int, call_id: int = call_id, state: dict = state, throttle=throttle
+        ) -> None:
             while conn.poll():  # control messages arrive while we compute
                 ctl = conn.recv()
                 if ctl[0] == "abort" and ctl[1] == call_id:
@@ -379,7 +381,9 @@ class ProcessWorker:
             return
         if kind == "load_error":
             if not self._ready.done():
-                self._ready.set_exception(BackendUnavailable(f"The music worker could not load its model: {msg[1]}"))
+                self._ready.set_exception(
+                    BackendUnavailable(f"The music worker could not load its model: {msg[1]}")
+                )
             return
         if kind == "dead":
             self._dead = True
@@ -421,6 +425,8 @@ class ProcessWorker:
                 raise WorkerCrashed("worker process is not running")
             call_id = next(self._ids)
             fut = self._loop.create_future()
+            # the reply may land after our caller gave up (engine stopping): never warn about it
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
             self._current = (call_id, fut, progress)
             try:
                 # a continuation carries audio: send off the loop so a full pipe cannot block it
@@ -450,7 +456,9 @@ class ProcessWorker:
         async def enforce() -> None:  # a backend that never reports progress cannot see the abort
             await asyncio.sleep(self._abort_grace)
             if self._current is current and not fut.done():
-                log.warning("worker %s ignored an abort for %.0f s; killing it", self.device, self._abort_grace)
+                log.warning(
+                    "worker %s ignored an abort for %.0f s; killing it", self.device, self._abort_grace
+                )
                 self.kill()
 
         self._loop.create_task(enforce())

@@ -93,6 +93,12 @@ def build_tiny_musicgen(path: str | Path) -> Path:
     torch.manual_seed(0)  # the same tiny weights every time
     model = MusicgenForConditionalGeneration(config)
     model.eval()
+    # EnCodec codebooks start as zeros (they are learned by k-means in training), which would make
+    # every code decode to the same audio; random codebooks make different codes sound different.
+    with torch.no_grad():
+        for layer in model.audio_encoder.quantizer.layers:
+            layer.codebook.embed.normal_()
+            layer.codebook.embed_avg.copy_(layer.codebook.embed)
     # Mirrors facebook/musicgen-small's generation_config.json (special ids scaled to the tiny codebook).
     model.generation_config = GenerationConfig(
         bos_token_id=TINY_CODEBOOK_SIZE,

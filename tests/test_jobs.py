@@ -1,0 +1,434 @@
+"""The job engine: batching, fairness, cancellation, limits, faults (OOM, crashes, kills), timeouts,
+and an event loop that keeps ticking while the model works.
+
+Faults are injected by ``FaultyBackend``, a thin wrapper around a real backend (the offline
+arranger) that records each call, paces it like a decoder (progress steps
+with a short sleep each) and raises the fault a test asks for. The engine itself is never mocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from engine.errors import UserInputError
+from engine.generation.base import GenerationCancelled
+from engine.jobs import (
+    EngineConfig,
+    JobCancelled,
+    JobEngine,
+    JobFailed,
+    JobRequest,
+    QueueFull,
+    UserLimitReached,
+    duration_bucket,
+)
+from engine.spec import MusicSpec
+
+
+def real_backend():
+    """The fast real backend for engine tests: the offline arranger."""
+    from engine.generation.arranger import ArrangerBackend
+
+    return ArrangerBackend()
+
+
+class FaultPlan:
+    """What a FaultyBackend should do; shared with the test (thread mode) to count calls."""
+
+    def __init__(
+        self, *, steps=4, step_delay=0.0, oom_above=None, fatal_times=0, error_times=0, sleep_no_progress=0.0
+    ):
+        self.steps = steps
+        self.step_delay = step_delay
+        self.oom_above = oom_above  # raise an out-of-memory error for calls with more tracks than this
+        self.fatal_times = fatal_times  # raise a CUDA-style fatal error this many times
+        self.error_times = error_times  # raise a plain model error this many times
+        self.sleep_no_progress = sleep_no_progress  # block this long without reporting progress
+        self.calls: list[list[MusicSpec]] = []  # specs of every generate call, in order
+        self.cancelled = 0
+        self.loads = 0
+        self.continuations = 0
+        self.lock = threading.Lock()
+
+
+class FaultyBackend:
+    def __init__(self, inner, plan: FaultPlan) -> None:
+        self.inner = inner
+        self.plan = plan
+        self.name = inner.name
+        self.model_id = inner.model_id
+        self.sample_rate = inner.sample_rate
+        self.max_batch = 8
+
+    def set_generation_params(self, **params) -> None:
+        self.inner.set_generation_params(**params)
+
+    def _pace(self, progress) -> None:
+        plan = self.plan
+        try:
+            for step in range(plan.steps):
+                time.sleep(plan.step_delay)
+                if progress is not None:
+                    progress(step + 1, plan.steps)
+        except GenerationCancelled:
+            with plan.lock:
+                plan.cancelled += 1
+            raise
+
+    def generate(self, specs, *, samples=1, seed=None, progress=None):
+        plan = self.plan
+        with plan.lock:
+            plan.calls.append(list(specs))
+            fatal = plan.fatal_times > 0
+            plan.fatal_times -= fatal
+            error = plan.error_times > 0 and not fatal
+            plan.error_times -= error
+        if plan.oom_above is not None and len(specs) * samples > plan.oom_above:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if plan.sleep_no_progress:
+            time.sleep(plan.sleep_no_progress)
+        self._pace(progress)
+        if fatal:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        if error:
+            raise ValueError("decoder produced NaN logits")
+        return self.inner.generate(specs, samples=samples, seed=seed, progress=None)
+
+    def generate_continuation(self, track, seconds, *, progress=None):
+        with self.plan.lock:
+            self.plan.continuations += 1
+        self._pace(progress)
+        return self.inner.generate_continuation(track, seconds, progress=None)
+
+
+def make_faulty(plan: FaultPlan):
+    def factory(device: str):
+        with plan.lock:
+            plan.loads += 1
+        return FaultyBackend(real_backend(), plan)
+
+    return factory
+
+
+def make_faulty_for_process(device: str, *, steps: int, step_delay: float):
+    """Picklable factory for process-mode workers (the child builds its own plan)."""
+    return FaultyBackend(real_backend(), FaultPlan(steps=steps, step_delay=step_delay))
+
+
+def spec(prompt: str = "calm lofi piano", duration: float = 5.0) -> MusicSpec:
+    return MusicSpec(
+        prompt=prompt, genres=("Lofi",), moods=("Calm",), instruments=("Piano",), duration=duration
+    )
+
+
+async def started(handle) -> None:
+    """Wait until the job is running and its call has begun."""
+    async for event in handle.events():
+        if event.kind in ("progress", "done", "failed", "cancelled"):
+            return
+
+
+def engine_with(plan: FaultPlan, **config) -> JobEngine:
+    config.setdefault("batch_window", 0.02)
+    return JobEngine(EngineConfig(backend_factory=make_faulty(plan), **config))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_two_queued_requests_run_as_one_batched_call():
+    plan = FaultPlan()
+    async with engine_with(plan) as engine:
+        a = await engine.submit(JobRequest(user_id="alice", spec=spec("calm lofi piano")))
+        b = await engine.submit(JobRequest(user_id="bob", spec=spec("upbeat rock guitar")))
+        tracks_a, tracks_b = await a.result(), await b.result()
+    assert [len(call) for call in plan.calls] == [2]
+    assert len(tracks_a) == 1 and len(tracks_b) == 1
+    assert tracks_a[0].spec.prompt == "calm lofi piano"
+    assert tracks_b[0].spec.prompt == "upbeat rock guitar"
+    assert engine.stats["calls"] == 1 and engine.stats["batched_jobs"] == 2
+
+
+async def test_batch_respects_max_batch_samples_and_duration_buckets():
+    plan = FaultPlan(steps=2, step_delay=0.05)
+    async with engine_with(plan, max_batch=4, per_user_limit=10) as engine:
+        blocker = await engine.submit(JobRequest(user_id="z", spec=spec("blocker", 30)))
+        await started(blocker)
+        handles = [await engine.submit(JobRequest(user_id="u", spec=spec(f"five {i}"))) for i in range(5)]
+        handles.append(await engine.submit(JobRequest(user_id="v", spec=spec("long one", 60))))
+        handles.append(await engine.submit(JobRequest(user_id="w", spec=spec("two samples"), samples=2)))
+        handles.append(await engine.submit(JobRequest(user_id="w", spec=spec("fixed seed"), seed=7)))
+        results = [await h.result() for h in handles]
+    sizes = sorted(len(c) for c in plan.calls[1:])
+    # five 5-s requests fill one call of 4 and leave one; the 60-s, the samples=2 and the
+    # fixed-seed requests each go alone (different bucket / samples / reproducibility)
+    assert sizes == [1, 1, 1, 1, 4]
+    assert all(max(s.duration for s in c) <= duration_bucket(min(s.duration for s in c)) for c in plan.calls)
+    assert len(results[6]) == 2 and all(len(r) == 1 for i, r in enumerate(results) if i != 6)
+    assert any(len(c) == 1 and c[0].prompt == "fixed seed" for c in plan.calls)
+
+
+async def test_round_robin_fairness_between_users():
+    plan = FaultPlan(steps=2, step_delay=0.03)
+    async with engine_with(plan, max_batch=1, per_user_limit=5) as engine:
+        a = [await engine.submit(JobRequest(user_id="alice", spec=spec(f"alice {i}"))) for i in range(3)]
+        b = await engine.submit(JobRequest(user_id="bob", spec=spec("bob 0")))
+        # alice 0 may already run; bob must be next in line, not behind alice's whole burst
+        assert b.position <= 2
+        assert a[2].position > b.position
+        for h in [*a, b]:
+            await h.result()
+    order = [call[0].prompt for call in plan.calls]
+    assert order.index("bob 0") < order.index("alice 2")
+    assert order.index("bob 0") <= 1
+
+
+async def test_events_report_queue_position_progress_and_done():
+    plan = FaultPlan(steps=5, step_delay=0.02)
+    async with engine_with(plan, max_batch=1) as engine:
+        first = await engine.submit(JobRequest(user_id="a", spec=spec("first")))
+        second = await engine.submit(JobRequest(user_id="b", spec=spec("second")))
+        events = [ev async for ev in second.events()]
+        await first.result()
+    kinds = [ev.kind for ev in events]
+    assert kinds[0] == "queued" and kinds[-1] == "done"
+    assert events[0].position in (1, 2)
+    assert kinds.index("started") < kinds.index("progress")
+    percents = [ev.percent for ev in events if ev.kind == "progress"]
+    assert percents == sorted(percents) and percents[-1] == 100.0
+    assert second.position == 0 and engine.position(second.job_id) is None
+
+
+async def test_cancel_queued_job_never_reaches_the_model():
+    plan = FaultPlan(steps=4, step_delay=0.05)
+    async with engine_with(plan, max_batch=1) as engine:
+        running = await engine.submit(JobRequest(user_id="a", spec=spec("running")))
+        await started(running)
+        queued = await engine.submit(JobRequest(user_id="b", spec=spec("doomed")))
+        assert queued.position == 1
+        assert not await engine.cancel(queued.job_id, user_id="someone else")  # only the owner
+        assert await engine.cancel(queued.job_id, user_id="b")
+        with pytest.raises(JobCancelled):
+            await queued.result()
+        assert engine.queue_length() == 0 and engine.jobs_of("b") == []
+        await running.result()
+    assert all(s.prompt != "doomed" for call in plan.calls for s in call)
+    assert [ev.kind async for ev in queued.events()][-1] == "cancelled"
+
+
+async def test_cancel_running_job_alone_aborts_the_call():
+    plan = FaultPlan(steps=200, step_delay=0.02)  # 4 s if not aborted
+    async with engine_with(plan) as engine:
+        handle = await engine.submit(JobRequest(user_id="a", spec=spec()))
+        await started(handle)
+        t0 = time.monotonic()
+        assert await handle.cancel()
+        with pytest.raises(JobCancelled):
+            await handle.result()
+        # the device is free again quickly: a new job runs to completion
+        plan.steps = 2
+        after = await engine.submit(JobRequest(user_id="a", spec=spec("after")))
+        assert len(await after.result()) == 1
+        assert time.monotonic() - t0 < 2.0
+    assert plan.cancelled == 1
+
+
+async def test_cancel_running_job_in_a_batch_drops_only_its_track():
+    plan = FaultPlan(steps=10, step_delay=0.02)
+    async with engine_with(plan) as engine:
+        a = await engine.submit(JobRequest(user_id="a", spec=spec("keep")))
+        b = await engine.submit(JobRequest(user_id="b", spec=spec("drop")))
+        await started(b)
+        assert await b.cancel()
+        tracks = await a.result()
+        with pytest.raises(JobCancelled):
+            await b.result()
+    assert [len(c) for c in plan.calls] == [2] and plan.cancelled == 0
+    assert tracks[0].spec.prompt == "keep"
+
+
+async def test_queue_full_and_user_limit_are_friendly_user_errors():
+    plan = FaultPlan(steps=50, step_delay=0.02)
+    async with engine_with(plan, max_queue=2, per_user_limit=2, max_batch=1) as engine:
+        busy = await engine.submit(JobRequest(user_id="u0", spec=spec()))
+        await started(busy)
+        await engine.submit(JobRequest(user_id="u1", spec=spec()))
+        await engine.submit(JobRequest(user_id="u1", spec=spec()))
+        with pytest.raises(UserLimitReached) as limit:
+            await engine.submit(JobRequest(user_id="u1", spec=spec()))
+        with pytest.raises(QueueFull) as full:
+            await engine.submit(JobRequest(user_id="u2", spec=spec()))
+        with pytest.raises(UserInputError, match="Samples must be between 1 and 8"):
+            await engine.submit(JobRequest(user_id="u3", spec=spec(), samples=9))
+        await engine.stop()
+    assert isinstance(full.value, UserInputError) and isinstance(limit.value, UserInputError)
+    assert str(full.value) == "The queue is full (2 jobs). Try again in a few minutes."
+    assert "You already have 2 music requests in progress" in str(limit.value)
+
+
+async def test_out_of_memory_splits_the_batch_in_halves():
+    plan = FaultPlan(oom_above=2)
+    async with engine_with(plan, per_user_limit=4) as engine:
+        handles = [await engine.submit(JobRequest(user_id=f"u{i}", spec=spec(f"p{i}"))) for i in range(4)]
+        results = [await h.result() for h in handles]
+    assert [len(c) for c in plan.calls] == [4, 2, 2]
+    assert [r[0].spec.prompt for r in results] == ["p0", "p1", "p2", "p3"]
+    assert engine.stats["oom_splits"] == 1
+
+
+async def test_out_of_memory_fails_only_the_job_that_cannot_fit():
+    plan = FaultPlan(oom_above=2)
+    async with engine_with(plan) as engine:
+        big = await engine.submit(JobRequest(user_id="a", spec=spec("big"), samples=3))
+        small = await engine.submit(JobRequest(user_id="b", spec=spec("small")))
+        with pytest.raises(JobFailed) as failed:
+            await big.result()
+        assert len(await small.result()) == 1
+    assert failed.value.reason == "oom"
+    assert "too big for the music device's memory" in str(failed.value)
+    assert "fewer samples" in str(failed.value)
+
+
+async def test_model_error_fails_the_batch_and_engine_keeps_serving():
+    plan = FaultPlan(error_times=1)
+    async with engine_with(plan) as engine:
+        doomed = await engine.submit(JobRequest(user_id="a", spec=spec()))
+        with pytest.raises(JobFailed) as failed:
+            await doomed.result()
+        fine = await engine.submit(JobRequest(user_id="a", spec=spec()))
+        assert len(await fine.result()) == 1
+    assert failed.value.reason == "crash" and "NaN" in failed.value.detail
+    assert "not your input" in str(failed.value)
+
+
+async def test_fatal_worker_error_restarts_worker_and_requeues_job():
+    plan = FaultPlan(steps=2, fatal_times=1)
+    async with engine_with(plan) as engine:
+        handle = await engine.submit(JobRequest(user_id="a", spec=spec()))
+        tracks = await handle.result()
+    assert len(tracks) == 1
+    assert handle.attempts == 2 and plan.loads == 2  # a fresh backend served the retry
+    assert engine.stats["restarts"] == 1 and engine.stats["requeued"] == 1
+
+
+async def test_worker_that_keeps_crashing_gives_up_after_max_attempts():
+    plan = FaultPlan(steps=1, fatal_times=99)
+    async with engine_with(plan, max_attempts=2) as engine:
+        handle = await engine.submit(JobRequest(user_id="a", spec=spec()))
+        with pytest.raises(JobFailed) as failed:
+            await handle.result()
+    assert failed.value.reason == "worker_lost" and handle.attempts == 2
+    assert "crashed 2 times" in str(failed.value)
+
+
+async def test_job_timeout_fails_the_job_and_frees_the_device():
+    plan = FaultPlan(steps=100, step_delay=0.02)
+    async with engine_with(plan, job_timeout=0.3) as engine:
+        slow = await engine.submit(JobRequest(user_id="a", spec=spec()))
+        with pytest.raises(JobFailed) as failed:
+            await slow.result()
+        plan.steps = 1
+        quick = await engine.submit(JobRequest(user_id="a", spec=spec()))
+        assert len(await quick.result()) == 1
+    assert failed.value.reason == "timeout" and "longer than 0.3 s" in str(failed.value)
+    assert plan.cancelled == 1  # the timed-out call was aborted, not left running
+
+
+async def test_continuation_uses_generate_continuation():
+    plan = FaultPlan(steps=1)
+    async with engine_with(plan) as engine:
+        first = (await (await engine.submit(JobRequest(user_id="a", spec=spec()))).result())[0]
+        longer = await engine.submit(
+            JobRequest(user_id="a", spec=spec(), continue_from=first, extend_seconds=5)
+        )
+        (extended,) = await longer.result()
+    assert plan.continuations == 1 and len(plan.calls) == 1
+    assert extended.duration == pytest.approx(first.duration + 5, abs=0.5)
+
+
+async def test_event_loop_keeps_ticking_while_generating():
+    plan = FaultPlan(steps=1, sleep_no_progress=0.6)  # the model call blocks its thread for 0.6 s
+    async with engine_with(plan) as engine:
+        ticks = 0
+        worst = 0.0
+
+        async def ticker(stop: asyncio.Event) -> None:
+            nonlocal ticks, worst
+            while not stop.is_set():
+                t = time.perf_counter()
+                await asyncio.sleep(0.01)
+                worst = max(worst, time.perf_counter() - t - 0.01)
+                ticks += 1
+
+        stop = asyncio.Event()
+        task = asyncio.create_task(ticker(stop))
+        handle = await engine.submit(JobRequest(user_id="a", spec=spec()))
+        await handle.result()
+        stop.set()
+        await task
+    assert ticks >= 20, f"event loop starved: {ticks} ticks in a 0.6 s generation"
+    assert worst < 0.2
+
+
+async def test_stop_fails_pending_jobs_visibly():
+    plan = FaultPlan(steps=100, step_delay=0.02)
+    engine = engine_with(plan, max_batch=1)
+    await engine.start()
+    running = await engine.submit(JobRequest(user_id="a", spec=spec()))
+    queued = await engine.submit(JobRequest(user_id="b", spec=spec()))
+    await started(running)
+    await engine.stop()
+    for handle in (running, queued):
+        with pytest.raises(JobFailed) as failed:
+            await handle.result()
+        assert failed.value.reason == "shutdown"
+
+
+# ---------------------------------------------------------------------------------------------
+# process mode: the model lives in a child process that can be killed
+
+
+async def test_process_worker_killed_mid_job_is_restarted_and_job_requeued():
+    factory = functools.partial(make_faulty_for_process, steps=20, step_delay=0.05)
+    config = EngineConfig(backend_factory=factory, worker="process", batch_window=0.02, per_user_limit=4)
+    async with JobEngine(config) as engine:
+        (pid,) = engine.worker_pids()
+        victim = await engine.submit(JobRequest(user_id="a", spec=spec("victim")))
+        other = await engine.submit(JobRequest(user_id="b", spec=spec("bystander")))
+        await started(victim)
+        os.kill(pid, signal.SIGKILL)
+        tracks_victim, tracks_other = await victim.result(), await other.result()
+        (new_pid,) = engine.worker_pids()
+        # the restarted child keeps serving
+        again = await engine.submit(JobRequest(user_id="a", spec=spec("after")))
+        assert len(await again.result()) == 1
+    assert new_pid != pid
+    assert tracks_victim[0].spec.prompt == "victim" and tracks_other[0].spec.prompt == "bystander"
+    assert victim.attempts == 2 and other.attempts == 2
+    assert engine.stats["restarts"] == 1
+
+
+async def test_process_worker_cancel_aborts_child_call():
+    factory = functools.partial(make_faulty_for_process, steps=200, step_delay=0.02)
+    config = EngineConfig(backend_factory=factory, worker="process", batch_window=0.0)
+    async with JobEngine(config) as engine:
+        handle = await engine.submit(JobRequest(user_id="a", spec=spec()))
+        await started(handle)
+        t0 = time.monotonic()
+        await handle.cancel()
+        follow = await engine.submit(JobRequest(user_id="a", spec=spec()))
+        # the child stops the aborted call at its next step and takes the next job
+        async for ev in follow.events():
+            if ev.kind == "started":
+                break
+        assert time.monotonic() - t0 < 2.0
+        await engine.cancel(follow.job_id)
+        (pid,) = engine.worker_pids()
+    assert engine.stats["restarts"] == 0 and pid is not None

@@ -1,0 +1,323 @@
+"""MusicGen backend + backend selection, on a tiny random MusicGen saved to disk (tests/tiny_musicgen.py)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.errors import BackendUnavailable, UserInputError
+from engine.generation import load_backend, musicgen_weights_available
+from engine.generation.base import GenerationCancelled, MusicBackend
+from engine.spec import MusicSpec
+
+SR = 32_000
+
+
+def spec(prompt: str, duration: float) -> MusicSpec:
+    return MusicSpec(prompt=prompt, duration=duration)
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_musicgen_dir: Path):
+    from engine.generation.musicgen import MusicGenBackend
+
+    # threads=1: the test box is shared; see engine.device.configure_cpu_threads
+    return MusicGenBackend(str(tiny_musicgen_dir), device="cpu", dtype="float32", threads=1)
+
+
+@pytest.fixture(autouse=True)
+def default_params(backend):
+    backend.set_generation_params(
+        guidance_scale=3.0, top_k=250, top_p=0.0, temperature=1.0, window_seconds=30.0, overlap_seconds=10.0
+    )
+
+
+def test_backend_satisfies_protocol(backend) -> None:
+    assert isinstance(backend, MusicBackend)
+    assert backend.name == "musicgen"
+    assert backend.sample_rate == SR
+    assert backend.frame_rate == 50
+
+
+def test_batch_of_specs_and_samples_in_one_generate_call_with_cfg_as_one_batch(backend) -> None:
+    specs = [spec("lofi calm piano", 0.6), spec("fast rock with loud drums and electric guitar", 0.3)]
+    decoder_batches: list[int] = []
+    generate_calls = 0
+    real_generate = backend.model.generate
+
+    def counting_generate(*args, **kwargs):
+        nonlocal generate_calls
+        generate_calls += 1
+        return real_generate(*args, **kwargs)
+
+    hook = backend.model.decoder.register_forward_hook(
+        lambda _mod, args, kwargs, _out: decoder_batches.append(kwargs["input_ids"].shape[0]),
+        with_kwargs=True,
+    )
+    backend.model.generate = counting_generate  # wraps transformers' method, ours still runs fully
+    try:
+        tracks = backend.generate(specs, samples=2, seed=11)
+    finally:
+        hook.remove()
+        del backend.model.generate
+
+    assert generate_calls == 1
+    # 4 rows x 4 codebooks, doubled once for classifier-free guidance: one decoder batch per step
+    assert set(decoder_batches) == {2 * 4 * backend.num_codebooks}
+    # one decoder forward per step (transformers 5.24's MusicGen runs its 1-token prefill twice: +1)
+    steps = backend._frames(0.6) + backend.num_codebooks - 1
+    assert steps <= len(decoder_batches) <= steps + 1
+    # grouped by spec: spec0 s0, spec0 s1, spec1 s0, spec1 s1, each trimmed to its own duration
+    assert [t.spec for t in tracks] == [specs[0], specs[0], specs[1], specs[1]]
+    assert [t.meta["sample_index"] for t in tracks] == [0, 1, 0, 1]
+    assert [t.audio.shape for t in tracks] == [(1, int(0.6 * SR))] * 2 + [(1, int(0.3 * SR))] * 2
+    for track in tracks:
+        assert track.audio.dtype == np.float32
+        assert np.isfinite(track.audio).all()
+        assert track.sample_rate == SR and track.backend == "musicgen"
+        assert track.meta["dtype"] == "float32" and track.meta["device"] == "cpu"
+        assert track.meta["guidance_scale"] == 3.0 and track.meta["batch_size"] == 4
+    # two samples of one prompt are different takes
+    assert not np.array_equal(tracks[0].audio, tracks[1].audio)
+
+
+def test_guidance_off_runs_a_single_sized_batch(backend) -> None:
+    backend.set_generation_params(guidance_scale=1.0)
+    batches: list[int] = []
+    hook = backend.model.decoder.register_forward_hook(
+        lambda _m, _a, kwargs, _o: batches.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        backend.generate([spec("jazz piano", 0.2)], samples=3, seed=1)
+    finally:
+        hook.remove()
+    assert set(batches) == {3 * backend.num_codebooks}
+
+
+def test_same_seed_same_audio_different_seed_different_audio(backend) -> None:
+    specs = [spec("ambient synth pad", 0.4), spec("upbeat pop", 0.4)]
+    first = backend.generate(specs, samples=1, seed=1234)
+    again = backend.generate(specs, samples=1, seed=1234)
+    other = backend.generate(specs, samples=1, seed=4321)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a.audio, b.audio)
+        assert a.seed == b.seed == 1234
+    assert any(not np.array_equal(a.audio, c.audio) for a, c in zip(first, other, strict=True))
+
+
+def test_random_seed_is_recorded_and_reproduces(backend) -> None:
+    made = backend.generate([spec("chill lofi", 0.3)])[0]
+    again = backend.generate([spec("chill lofi", 0.3)], seed=made.seed)[0]
+    np.testing.assert_array_equal(made.audio, again.audio)
+
+
+def test_progress_is_monotone_and_reaches_total(backend) -> None:
+    calls: list[tuple[int, int]] = []
+    backend.generate([spec("soft piano", 0.5)], samples=2, seed=3, progress=lambda d, t: calls.append((d, t)))
+    totals = {t for _, t in calls}
+    assert len(totals) == 1
+    total = totals.pop()
+    assert total == backend._frames(0.5) + backend.num_codebooks - 1
+    done = [d for d, _ in calls]
+    assert done[0] == 0 and done[-1] == total
+    assert all(b > a for a, b in zip(done[:-1], done[1:], strict=True))
+
+
+def test_cancel_from_progress_aborts_generation(backend) -> None:
+    seen: list[int] = []
+
+    def cancel_after_five(done: int, total: int) -> None:
+        seen.append(done)
+        if done >= 5:
+            raise GenerationCancelled()
+
+    with pytest.raises(GenerationCancelled):
+        backend.generate([spec("rock", 2.0)], seed=1, progress=cancel_after_five)
+    assert max(seen) == 5  # stopped at once, not after the whole clip
+    # and the backend still works afterwards
+    assert backend.generate([spec("rock", 0.2)], seed=1)[0].audio.shape == (1, int(0.2 * SR))
+
+
+def test_tracks_longer_than_the_window_use_continuation_windows(backend) -> None:
+    backend.set_generation_params(window_seconds=1.0, overlap_seconds=0.4)
+    calls: list[tuple[int, int]] = []
+    tracks = backend.generate(
+        [spec("cinematic strings", 2.5), spec("cinematic drums", 0.8)],
+        seed=5,
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    long, short = tracks
+    assert long.audio.shape == (1, int(2.5 * SR))
+    assert short.audio.shape == (1, int(0.8 * SR))
+    # 1.0 s window, then 0.6 s of new audio per window: 1.0 + 0.6 + 0.6 + 0.3
+    assert long.meta["windows"] == 4
+    k = backend.num_codebooks - 1
+    assert calls[-1][0] == calls[-1][1] == sum(backend._frames(s) + k for s in (1.0, 0.6, 0.6, 0.3))
+    assert np.isfinite(long.audio).all()
+    again = backend.generate([spec("cinematic strings", 2.5), spec("cinematic drums", 0.8)], seed=5)
+    np.testing.assert_array_equal(again[0].audio, long.audio)
+
+
+def test_generate_continuation_extends_a_track_and_keeps_its_start(backend) -> None:
+    backend.set_generation_params(window_seconds=1.0, overlap_seconds=0.4)
+    original = backend.generate([spec("warm jazz", 1.0)], seed=8)[0]
+    longer = backend.generate_continuation(original, 1.5)
+    assert longer.audio.shape == (1, int(2.5 * SR))
+    assert longer.spec.duration == pytest.approx(2.5)
+    assert longer.meta["extended_seconds"] == 1.5 and longer.meta["continued_from_seed"] == 8
+    overlap = int(0.4 * SR)
+    # everything before the crossfaded overlap is the original audio, untouched
+    np.testing.assert_array_equal(
+        longer.audio[:, : original.audio.shape[1] - overlap], original.audio[:, :-overlap]
+    )
+
+
+def test_continuation_accepts_other_rates_and_stereo(backend) -> None:
+    backend.set_generation_params(window_seconds=1.0, overlap_seconds=0.4)
+    from engine.spec import Track
+
+    t = np.arange(int(1.0 * 48_000)) / 48_000
+    stereo = np.stack([np.sin(2 * np.pi * 220 * t), np.sin(2 * np.pi * 330 * t)]).astype(np.float32) * 0.3
+    track = Track(
+        audio=stereo, sample_rate=48_000, spec=spec("piano", 1.0), seed=2, backend="arranger", model="sf2"
+    )
+    longer = backend.generate_continuation(track, 0.5)
+    assert longer.sample_rate == SR and longer.audio.shape == (1, int(1.5 * SR))
+
+
+def test_bad_params_get_clear_errors(backend) -> None:
+    with pytest.raises(UserInputError, match="overlap"):
+        backend.set_generation_params(window_seconds=5.0, overlap_seconds=5.0)
+    with pytest.raises(UserInputError, match="temperature"):
+        backend.set_generation_params(temperature=0)
+    with pytest.raises(UserInputError, match="window"):
+        backend.set_generation_params(window_seconds=45)
+    with pytest.raises(TypeError, match="guidence.*valid:.*guidance_scale"):
+        backend.set_generation_params(guidence=3)
+    with pytest.raises(UserInputError, match="samples"):
+        backend.generate([spec("x", 1.0)], samples=0)
+
+
+def test_model_loaded_once_per_device_and_dtype(tiny_musicgen_dir: Path, backend) -> None:
+    from engine.generation.musicgen import MusicGenBackend
+
+    second = MusicGenBackend(str(tiny_musicgen_dir), device="cpu", dtype="float32", threads=1)
+    assert second.model is backend.model
+
+
+def test_bfloat16_generation_keeps_codec_in_float32(tiny_musicgen_dir: Path) -> None:
+    import torch
+
+    from engine.generation.musicgen import MusicGenBackend
+
+    bf16 = MusicGenBackend(str(tiny_musicgen_dir), device="cpu", dtype="bfloat16", threads=1)
+    assert bf16.model.decoder.dtype == torch.bfloat16
+    assert next(bf16.model.audio_encoder.parameters()).dtype == torch.float32
+    track = bf16.generate([spec("lofi", 0.3)], seed=1)[0]
+    assert track.audio.dtype == np.float32 and track.meta["dtype"] == "bfloat16"
+    assert np.isfinite(track.audio).all()
+
+
+def test_static_cache_option_generates(tiny_musicgen_dir: Path) -> None:
+    from engine.generation.musicgen import MusicGenBackend
+
+    static = MusicGenBackend(
+        str(tiny_musicgen_dir), device="cpu", dtype="float32", threads=1, static_cache=True
+    )
+    tracks = static.generate([spec("lofi", 0.3), spec("fast rock with guitar", 0.3)], seed=1)
+    assert [t.audio.shape for t in tracks] == [(1, int(0.3 * SR))] * 2
+    assert tracks[0].meta["static_cache"] is True
+
+
+# -- backend selection ----------------------------------------------------------------------------
+
+
+def test_weights_available_for_local_folder_only_when_complete(
+    tiny_musicgen_dir: Path, tmp_path: Path
+) -> None:
+    assert musicgen_weights_available(str(tiny_musicgen_dir))
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(tiny_musicgen_dir / "config.json", partial / "config.json")
+    assert not musicgen_weights_available(str(partial))  # no weights, no processor
+    assert not musicgen_weights_available(str(tmp_path / "missing"))
+
+
+def test_weights_found_in_hf_cache_and_loaded_offline(
+    tiny_musicgen_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import huggingface_hub.constants as hf_constants
+
+    # Lay the tiny checkpoint out the way the HF hub cache stores a download.
+    repo = tmp_path / "hub" / "models--textunes--tiny-musicgen"
+    snapshot = repo / "snapshots" / "0123abcd"
+    shutil.copytree(tiny_musicgen_dir, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    assert musicgen_weights_available("textunes/tiny-musicgen")
+    assert not musicgen_weights_available("textunes/not-downloaded")
+    lines: list[str] = []
+    chosen = load_backend(
+        "auto", model="textunes/tiny-musicgen", device="cpu", dtype="float32", log=lines.append, threads=1
+    )
+    assert chosen.name == "musicgen"
+    assert len(lines) == 1 and "MusicGen" in lines[0] and "Hugging Face cache" in lines[0]
+
+
+def test_auto_uses_musicgen_for_a_local_folder_and_says_so(tiny_musicgen_dir: Path) -> None:
+    lines: list[str] = []
+    chosen = load_backend(
+        "auto", model=str(tiny_musicgen_dir), device="cpu", dtype="float32", log=lines.append, threads=1
+    )
+    assert chosen.name == "musicgen" and chosen.model_id == str(tiny_musicgen_dir)
+    assert len(lines) == 1 and "using MusicGen" in lines[0] and "local folder" in lines[0]
+
+
+def test_explicit_musicgen_without_weights_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    with pytest.raises(BackendUnavailable, match=r"not on this machine.*hf download facebook/musicgen-small"):
+        load_backend("musicgen", log=None)
+
+
+def test_unknown_backend_name_is_user_error() -> None:
+    with pytest.raises(UserInputError, match="Unknown backend 'magenta'"):
+        load_backend("magenta")
+
+
+def test_auto_without_weights_picks_arranger_with_one_loud_line(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip(
+        "engine.generation.arranger", reason="arranger backend (helper B) not in the tree yet"
+    )
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    lines: list[str] = []
+    chosen = load_backend("auto", model="facebook/musicgen-small", log=lines.append)
+    assert chosen.name == "arranger"
+    assert len(lines) == 1
+    assert (
+        "facebook/musicgen-small" in lines[0] and "not on this machine" in lines[0] and "arranger" in lines[0]
+    )
+
+
+def test_importing_engine_generation_does_not_import_torch() -> None:
+    code = "import sys, engine.generation; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert out.stdout.split() == ["False", "False"]
