@@ -198,12 +198,16 @@ class Catalogue:
             entry = self._by_en[(row["kind"], row["en"])]
             self._names[row["kind"]].append(_Name(entry, row["name"], row["key"], _typing_key(row["name"])))
             self._by_key[(row["kind"], row["key"])] = entry
-        self._text = {(r["kind"], r["en"]): r["text"] for r in conn.execute("SELECT kind, en, text FROM entries")}
+        self._text = {
+            (r["kind"], r["en"]): r["text"] for r in conn.execute("SELECT kind, en, text FROM entries")
+        }
         self._tempos = {
             r["en"]: TempoInfo(r["en"], r["bpm"], r["lo"], r["hi"], r["ko"])
             for r in conn.execute("SELECT en, ko, bpm, lo, hi FROM tempos")
         }
-        self._durations = {r["en"]: int(r["seconds"]) for r in conn.execute("SELECT en, seconds FROM durations")}
+        self._durations = {
+            r["en"]: int(r["seconds"]) for r in conn.execute("SELECT en, seconds FROM durations")
+        }
         self._programs = {
             r["en"]: GMProgram(r["program"], bool(r["is_drum"]), tuple(json.loads(r["drum_notes"])))
             for r in conn.execute("SELECT en, program, is_drum, drum_notes FROM instruments")
@@ -279,8 +283,8 @@ class Catalogue:
         kind = _normalise_kind(kind)
         limit = max(0, min(limit, AUTOCOMPLETE_LIMIT))
         if not text or not name_key(text):
-            ordered = sorted(self._entries[kind], key=lambda e: not e.popular)  # stable: keeps catalogue order
-            return ordered[:limit]
+            # sorted() is stable, so each group keeps catalogue order
+            return sorted(self._entries[kind], key=lambda e: not e.popular)[:limit]
         return [e for _, _, e in self._rank(kind, text, typing=True)][:limit]
 
     def _rank(self, kind: str, text: str, typing: bool = False) -> list[tuple[int, float, Entry]]:
@@ -308,9 +312,10 @@ class Catalogue:
             current = best.get(n.entry.en)
             if current is None or candidate[:2] < current[:2]:
                 best[n.entry.en] = candidate
-        if best:  # fuzzy hits far below the best one are noise ("lofy" is not "Lively")
-            top = max(-t[1] for t in best.values() if t[0] == 2) if any(t[0] == 2 for t in best.values()) else 0
-            best = {en: t for en, t in best.items() if t[0] < 2 or -t[1] >= top - FUZZY_SPREAD}
+        fuzzy_scores = [-score for tier, score, _ in best.values() if tier == 2]
+        if fuzzy_scores:  # fuzzy hits far below the best one are noise ("lofy" is not "Lively")
+            floor = max(fuzzy_scores) - FUZZY_SPREAD
+            best = {en: t for en, t in best.items() if t[0] < 2 or -t[1] >= floor}
         position = {e.en: i for i, e in enumerate(self._entries[kind])}
         return sorted(best.values(), key=lambda t: (t[0], t[1], not t[2].popular, position[t[2].en]))
 
@@ -366,7 +371,9 @@ class Catalogue:
     def genre_hint(self, name: str) -> GenreHint:
         return self._genres[self.resolve("genres", name).en]
 
-    def moods_near(self, valence: float, arousal: float, k: int = 2, *, include_themes: bool = False) -> list[Entry]:
+    def moods_near(
+        self, valence: float, arousal: float, k: int = 2, *, include_themes: bool = False
+    ) -> list[Entry]:
         """The k feeling-moods nearest a valence/arousal point (both clamped to [-1, 1])."""
         if not (math.isfinite(valence) and math.isfinite(arousal)):
             raise ValueError("valence and arousal must be finite numbers")

@@ -143,11 +143,15 @@ def _rows(doc: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
                 }
             )
             keys: set[str] = set()
-            for source, name in [("en", en), ("ko", item["ko"])] + [("alias", a) for a in item.get("aliases", [])]:
+            for source, name in [("en", en), ("ko", item["ko"])] + [
+                ("alias", a) for a in item.get("aliases", [])
+            ]:
                 key = name_key(name)
                 if key not in keys:  # "EDM"/"EDM", "Hip Hop"/"Hip-hop": one row per key, English first
                     keys.add(key)
-                    tables["names"].append({"kind": kind, "key": key, "name": name, "en": en, "source": source})
+                    tables["names"].append(
+                        {"kind": kind, "key": key, "name": name, "en": en, "source": source}
+                    )
     for item in doc["tempos"]:
         tables["tempos"].append({k: item[k] for k in ("en", "ko", "bpm", "lo", "hi")})
     for item in doc["durations"]:
@@ -249,7 +253,9 @@ def db_contents(db_path: str | Path) -> dict[str, list[tuple]]:
     """Every row of every table, sorted, for comparing two builds by content."""
     conn = sqlite3.connect(f"file:{Path(db_path)}?mode=ro", uri=True)
     try:
-        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        names = [
+            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        ]
         out = {}
         for name in names:
             columns = [r[1] for r in conn.execute(f'PRAGMA table_info("{name}")')]

@@ -70,7 +70,8 @@ def _duration_from_text(text: str) -> float | None:
     if match:
         return float(match.group(1))
     match = re.fullmatch(
-        r"(\d+(?:\.\d+)?)\s*(?:m|min|mins|minute|minutes|분)(?:\s*(\d+)\s*(?:s|sec|secs|second|seconds|초)?)?", text
+        r"(\d+(?:\.\d+)?)\s*(?:m|min|mins|minute|minutes|분)(?:\s*(\d+)\s*(?:s|sec|secs|second|seconds|초)?)?",
+        text,
     )
     if match:
         return float(match.group(1)) * 60 + (int(match.group(2)) if match.group(2) else 0)
@@ -276,7 +277,11 @@ def _keyword_text(keyword: str, cat: Catalogue) -> str:
     for kind in ("genres", "moods", "instruments"):
         entry = cat.get(kind, keyword)
         if entry is not None and not keyword.isascii():
-            return cat.text(kind, entry.en) if kind != "moods" else (cat.mood_hint(entry.en).adj or entry.en.lower())
+            return (
+                cat.text(kind, entry.en)
+                if kind != "moods"
+                else (cat.mood_hint(entry.en).adj or entry.en.lower())
+            )
     return keyword
 
 

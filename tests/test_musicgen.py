@@ -311,6 +311,23 @@ def test_auto_without_weights_picks_arranger_with_one_loud_line(tmp_path: Path, 
     )
 
 
+def test_auto_falls_back_to_arranger_when_local_weights_are_broken(
+    tiny_musicgen_dir: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip(
+        "engine.generation.arranger", reason="arranger backend (helper B) not in the tree yet"
+    )
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_musicgen_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    lines: list[str] = []
+    chosen = load_backend("auto", model=str(broken), log=lines.append)
+    assert chosen.name == "arranger"
+    assert len(lines) == 1 and "could not be loaded" in lines[0] and "arranger" in lines[0]
+    with pytest.raises(BackendUnavailable, match="Could not load MusicGen"):
+        load_backend("musicgen", model=str(broken), log=None)
+
+
 def test_importing_engine_generation_does_not_import_torch() -> None:
     code = "import sys, engine.generation; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run(

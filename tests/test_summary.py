@@ -168,4 +168,6 @@ def test_long_korean_text_is_bounded_before_kiwi() -> None:
     assert len(candidates) == 30
     assert found < 3000 * 3  # kiwipiepy saw a bounded sample, not everything
     days = [int(c.split("번째")[0]) for c in candidates if "번째" in c]
-    assert days == sorted(days) and days[-1] > 2500  # the end of the document is represented
+    assert (
+        days == sorted(days) and days[-1] > 2000
+    )  # the end is represented (the first 8k chars hold ~70 days)

@@ -136,7 +136,12 @@ def load_backend(
 
     # auto
     if available:
-        backend = _load_musicgen(model_id, device, dtype, offline=True, **options)
+        try:
+            backend = _load_musicgen(model_id, device, dtype, offline=True, **options)
+        except BackendUnavailable as exc:  # weights there but unusable: still make music, and say why
+            backend = _load_arranger()
+            say(f"TexTuneS: MusicGen {model_id} could not be loaded ({exc}) → using the offline arranger.")
+            return backend
         where = "local folder" if Path(model_id).expanduser().is_dir() else "Hugging Face cache"
         meta = getattr(backend, "device", device), getattr(backend, "_dtype_name", dtype)
         say(f"TexTuneS: using MusicGen ({model_id}, found in the {where}) on {meta[0]} / {meta[1]}.")

@@ -94,7 +94,16 @@ def _load_model(model_id_or_path: str, device: Any, dtype: Any, local_files_only
             model = model_class.from_pretrained(
                 model_id_or_path, dtype=dtype, local_files_only=local_files_only
             )
-        except (OSError, ValueError) as exc:
+        except ImportError as exc:
+            # e.g. MusicGen-Melody's chroma feature extractor needs torchaudio, which we do not install
+            raise BackendUnavailable(
+                f"'{model_id_or_path}' needs an optional library that is not installed: {exc}. "
+                "Install the torchaudio build matching your torch (same version) to use it, or use "
+                "facebook/musicgen-small / -medium / -large."
+            ) from exc
+        except BackendUnavailable:
+            raise
+        except Exception as exc:  # corrupt/partial checkpoints fail in many library-specific ways
             raise BackendUnavailable(f"Could not load MusicGen from '{model_id_or_path}': {exc}") from exc
         model.audio_encoder.to(torch.float32)  # see module docstring
         model.to(device)
@@ -170,6 +179,7 @@ class MusicGenBackend:
         model = self._loaded.model
         self.sample_rate = int(model.config.audio_encoder.sampling_rate)
         self.frame_rate = int(model.config.audio_encoder.frame_rate)
+        self._hop = self.sample_rate // self.frame_rate  # audio samples per decoder frame
         self.num_codebooks = int(model.decoder.config.num_codebooks)
         self.audio_channels = int(model.decoder.config.audio_channels)
         self.max_batch = max_batch or (16 if self.device.type == "cuda" else 8)
@@ -260,7 +270,7 @@ class MusicGenBackend:
         audio = _resample(audio, track.sample_rate, self.sample_rate)
         audio = self._match_channels(audio)
         overlap = self.params.overlap_seconds
-        if audio.shape[-1] < int(round(overlap * self.sample_rate)):
+        if audio.shape[-1] < self._frames(overlap) * self._hop:
             raise InvalidGenerationParams(
                 f"the track is too short to continue: it needs at least {overlap:g} s of audio."
             )
@@ -383,7 +393,7 @@ class MusicGenBackend:
                 )
                 tails = None
                 if audios[active[0]] is not None:
-                    tail_len = self._frames(self.params.overlap_seconds) * (sr // self.frame_rate)
+                    tail_len = self._frames(self.params.overlap_seconds) * self._hop
                     tails = [audios[i][:, -tail_len:] for i in active]
                 outputs = self._generate_window(
                     [prompts[i] for i in active], self._frames(new_seconds), tails, tick

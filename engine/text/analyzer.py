@@ -40,6 +40,11 @@ from engine.text.summary import MAX_SENTENCES, prepare_sentences, summarize_cand
 
 # BPM from arousal: a in [-1, 1] → 60..140 BPM
 BPM_LOW, BPM_HIGH = 60, 140
+# Regression head output → mood-plane scale, per language head: std of the labels' circumplex
+# placement / std of the head's predictions, on GoEmotions dev (en) and KOTE (ko) rows.
+# Re-measure with `python bench/text_analyzer.py --calibrate` whenever the heads are retrained.
+VA_GAIN: dict[str, tuple[float, float]] = {"en": (3.4, 3.3), "other": (3.4, 3.3), "ko": (1.85, 1.8)}
+VA_BLEND = 0.5  # share of the (stretched) regression heads; the rest is the emotion labels' centre
 # how much a genre's energy mismatch with the text counts against its topic prior (see _score_topic_genres)
 ENERGY_FIT = 0.5
 # how much an emotional sentence outweighs a neutral one when averaging over the document
@@ -78,8 +83,8 @@ class Analysis:
     summary: list[str]
     topic: dict[str, Any]  # {id, name, score, top3: [{id, name, score}]}
     emotion: dict[str, Any]  # {label, scores: {label: p}}
-    valence: float  # -1 unpleasant .. +1 pleasant
-    arousal: float  # -1 calm .. +1 excited
+    valence: float  # -1 unpleasant .. +1 pleasant, on the catalogue's mood plane (see to_mood_plane)
+    arousal: float  # -1 calm .. +1 excited, same plane
     genres: list[str]
     moods: list[str]
     instruments: list[str]
@@ -93,6 +98,7 @@ class Analysis:
     truncated: bool = False
     chars: int = 0
     sentences: int = 0  # sentences found (before sampling)
+    model_va: tuple[float, float] = (0.0, 0.0)  # the regression heads' own (valence, arousal)
     overrides: list[str] = field(default_factory=list)  # which fields the user set explicitly
 
     @property
@@ -133,13 +139,13 @@ class _Prepared:
 
 
 class Analyzer:
-    """Text models + catalogue, loaded once. Thread-safe for concurrent ``analyze`` calls."""
+    """Text models + catalogue, loaded once. ``analyze`` may be called from several threads (the
+    encoder and the Korean splitter serialise themselves)."""
 
     def __init__(self, models: Any, catalogue: Any | None = None, *, max_sentences: int = MAX_SENTENCES):
         self.models = models
         self._catalogue = catalogue
         self.max_sentences = max_sentences
-        self._lock = threading.Lock()
         # the topic head can reuse our embeddings; emotion/VA heads do when they accept them
         self._emotion_takes_embeddings = _accepts(models.emotion_probabilities, "embeddings")
         self._va_takes_embeddings = _accepts(models.valence_arousal, "embeddings")
@@ -246,10 +252,11 @@ class Analyzer:
         results = []
         for i, (p, summary, topic) in enumerate(zip(prepared, summaries, topics, strict=True)):
             a, b = bounds[i], bounds[i + 1]
-            emotion_scores, valence, arousal = _aggregate(emo[a:b], va[a:b], EKMAN_LABELS)
-            results.append(
-                self._compose(p, summary.sentences, topic, emotion_scores, valence, arousal, overrides)
-            )
+            emotion_scores, model_v, model_a = _aggregate(emo[a:b], va[a:b], EKMAN_LABELS)
+            valence, arousal = to_mood_plane(model_v, model_a, emotion_scores, p.language)
+            analysis = self._compose(p, summary.sentences, topic, emotion_scores, valence, arousal, overrides)
+            analysis.model_va = (round(model_v, 4), round(model_a, 4))
+            results.append(analysis)
         return results
 
     # ------------------------------------------------------------------------------------------
@@ -416,6 +423,25 @@ def _topic_text(title: str | None, summary: list[str]) -> str:
     return f"{title}. {body}" if title else body
 
 
+def to_mood_plane(
+    model_valence: float, model_arousal: float, emotion_scores: dict[str, float], language: str
+) -> tuple[float, float]:
+    """Place a text on the catalogue's valence/arousal plane (where the moods sit).
+
+    The regression heads learnt EmoBank's scale, where almost every sentence sits within ±0.35 of
+    neutral, while the moods (and the emotion labels' centres in ``labels.EKMAN_VA``) use the whole
+    circumplex. So: stretch the regression output by the measured scale ratio (VA_GAIN, see
+    ``bench/text_analyzer.py``), and average it with the point the emotion probabilities imply.
+    Blending the two estimators also measured better than either alone on GoEmotions/KOTE valence.
+    """
+    gain_v, gain_a = VA_GAIN.get(language, VA_GAIN["en"])
+    emo_v = sum(p * EKMAN_VA[label][0] for label, p in emotion_scores.items() if label in EKMAN_VA)
+    emo_a = sum(p * EKMAN_VA[label][1] for label, p in emotion_scores.items() if label in EKMAN_VA)
+    valence = VA_BLEND * float(np.clip(gain_v * model_valence, -1, 1)) + (1 - VA_BLEND) * emo_v
+    arousal = VA_BLEND * float(np.clip(gain_a * model_arousal, -1, 1)) + (1 - VA_BLEND) * emo_a
+    return float(np.clip(valence, -1, 1)), float(np.clip(arousal, -1, 1))
+
+
 def _aggregate(
     probs: np.ndarray, va: np.ndarray, labels: Sequence[str]
 ) -> tuple[dict[str, float], float, float]:
@@ -459,7 +485,9 @@ def _genre_energy(cat: Any, name: str) -> float:
     return 0.5
 
 
-def _score_topic_genres(cat: Any, top3: Sequence[tuple[int, str, float]], energy: float) -> list[tuple[str, str]]:
+def _score_topic_genres(
+    cat: Any, top3: Sequence[tuple[int, str, float]], energy: float
+) -> list[tuple[str, str]]:
     """Rank the genres of the top-3 topics: (name, topic it came from), best first.
 
     score = Σ over topics listing the genre of share(topic) · (1 − 0.1 · position in its list)

@@ -185,6 +185,7 @@ def document_from_text(
     if len(text) > max_chars:
         text = sample_sections(text, max_chars)
         truncated = True
+    title = title or _title_from_first_line(text)
     return Document(text=text, kind="paste", encoding=None, title=title, truncated=truncated)
 
 

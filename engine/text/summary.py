@@ -25,7 +25,7 @@ from engine.text.language import KOREAN
 Embedder = Callable[[list[str]], np.ndarray]
 
 MAX_SENTENCES = 40  # sentences embedded per document (the encoder is the cost: ~25-60 sentences/s)
-KIWI_CHAR_BUDGET = 24_000  # Korean text given to kiwipiepy (~0.4 s); longer texts are sampled first
+KIWI_CHAR_BUDGET = 8_000  # Korean text given to kiwipiepy (~0.15 s); longer texts are sampled first
 SPLIT_CHAR_BUDGET = 200_000  # same for the regex splitter (fast, but bounded anyway)
 MMR_LAMBDA = 0.7  # 1.0 = pure centrality, lower = more diversity
 
@@ -86,7 +86,9 @@ def _split_korean(paragraphs: list[str]) -> list[str]:
     sentences: list[str] = []
     # kiwipiepy splits a list of texts in one call (and faster than one long text)
     joined = [" ".join(p.split()) for p in paragraphs]
-    for result in kiwi.split_into_sents(joined):
+    with _kiwi_lock:  # one Kiwi instance serves every thread (the bot analyses concurrently)
+        results = list(kiwi.split_into_sents(joined))
+    for result in results:
         sentences.extend(s.text.strip() for s in result if s.text.strip())
     return sentences
 
@@ -233,7 +235,9 @@ def summarize_candidates(
     sentence_count: int | None = None,
 ) -> Summary:
     """The selection half of ``summarize``, for callers that embed many documents in one batch."""
-    k = summary_length(len(candidates)) if length is None else min(length, len(candidates))
+    # the length follows the document (sentences found), not the sample we scored
+    found = len(candidates) if sentence_count is None else max(sentence_count, len(candidates))
+    k = min(summary_length(found) if length is None else length, len(candidates))
     embeddings = np.asarray(embeddings, dtype=np.float32)
     chosen, centrality = mmr_select(embeddings, k)
     return Summary(

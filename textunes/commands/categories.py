@@ -1,10 +1,8 @@
 """``textunes categories``: list the bilingual catalogue, or rebuild ``data/categories.db``.
 
-    textunes categories genres --popular
-    textunes categories moods --search 슬
-    textunes categories instruments --details
-    textunes categories topics
-    textunes categories build [--check]
+Examples: ``textunes categories genres --popular``, ``textunes categories moods --search 슬``,
+``textunes categories instruments --details``, ``textunes categories topics``,
+``textunes categories build [--check]``.
 """
 
 from __future__ import annotations
@@ -22,12 +20,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="list genres, moods, instruments, tempos, durations; rebuild the catalogue db",
         description="List the category catalogue (English and Korean names), or rebuild data/categories.db.",
     )
-    inner = p.add_subparsers(dest="what", required=True, metavar="{" + ",".join(LIST_KINDS) + ",topics,build}")
+    inner = p.add_subparsers(
+        dest="what", required=True, metavar="{" + ",".join(LIST_KINDS) + ",topics,build}"
+    )
     for kind in LIST_KINDS:
         q = inner.add_parser(kind, help=f"list {kind}")
         q.add_argument("--popular", action="store_true", help="only the popular ones")
-        q.add_argument("--search", metavar="TEXT", help="names containing TEXT (English or Korean), closest first")
-        q.add_argument("--details", action="store_true", help="also show arranger hints (GM program, mode, BPM...)")
+        q.add_argument(
+            "--search", metavar="TEXT", help="names containing TEXT (English or Korean), closest first"
+        )
+        q.add_argument(
+            "--details", action="store_true", help="also show arranger hints (GM program, mode, BPM...)"
+        )
         q.set_defaults(func=run_list, kind=kind)
     t = inner.add_parser("topics", help="book topic → five genres table used by text mode")
     t.set_defaults(func=run_topics)
@@ -47,7 +51,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(_width(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c + " " * (w - _width(c)) for c, w in zip(cells, widths)).rstrip()
+        return "  ".join(c + " " * (w - _width(c)) for c, w in zip(cells, widths, strict=True)).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 

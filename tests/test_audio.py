@@ -1,0 +1,158 @@
+"""Audio finishing and export: loudness, duration, fades, loops, encodings, size limits."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile
+
+from engine.audio import (
+    AudioTooLarge,
+    UnsupportedFormat,
+    encode,
+    encode_to_fit,
+    estimate_tempo,
+    export,
+    finish,
+    loudness,
+    true_peak,
+)
+from engine.errors import UserInputError
+from engine.generation.arranger import ArrangerBackend
+from engine.spec import MusicSpec, Track
+
+SR = 48000
+
+
+def synth_track(seconds: float = 6.0, level: float = 0.9, seed: int = 0, sr: int = SR) -> Track:
+    """A loud, peaky test signal: chords of partials with a pulsing envelope plus noise bursts."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    tone = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) for f in (110, 220, 277.2, 329.6, 440, 880))
+    pulse = 0.5 + 0.5 * (np.sin(2 * np.pi * 2 * t) > 0)
+    noise = rng.normal(0, 0.3, t.size) * (np.sin(2 * np.pi * 4 * t) > 0.9)
+    mono = tone * pulse + noise
+    mono = level * mono / np.max(np.abs(mono))
+    audio = np.stack([mono, np.roll(mono, 37)]).astype(np.float32)
+    spec = MusicSpec(prompt="test", duration=seconds)
+    return Track(audio=audio, sample_rate=sr, spec=spec, seed=seed, backend="test", model="synth")
+
+
+@pytest.fixture(scope="module")
+def arranged() -> Track:
+    spec = MusicSpec(prompt="test", genres=("Lofi",), bpm=90, mode="minor", duration=10.0)
+    return ArrangerBackend().generate([spec], seed=3)[0]
+
+
+def rms(a: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(a))))
+
+
+@pytest.mark.parametrize("level", [0.02, 0.9])
+def test_finish_normalises_loudness_and_never_clips(level):
+    track = synth_track(level=level)
+    out = finish(track, duration=6.0)
+    assert abs(loudness(out.audio, SR) - -14.0) <= 1.0
+    assert np.max(np.abs(out.audio)) <= 10 ** (-1 / 20) + 1e-6
+    assert true_peak(out.audio) <= 10 ** (-0.5 / 20)  # 4x oversampled peaks stay near the -1 dB ceiling
+    assert out.meta["finish"]["lufs"] == pytest.approx(loudness(out.audio, SR), abs=0.01)
+
+
+def test_finish_on_arranged_music_hits_other_targets(arranged):
+    for target in (-14.0, -20.0):
+        out = finish(arranged, target_lufs=target)
+        assert abs(loudness(out.audio, SR) - target) <= 1.0
+
+
+@pytest.mark.parametrize("seconds", [3.25, 6.0, 9.5])
+def test_finish_gives_the_exact_duration(seconds):
+    out = finish(synth_track(6.0), duration=seconds)
+    assert out.audio.shape == (2, round(seconds * SR))
+    assert out.duration == pytest.approx(seconds)
+    assert out.spec.duration == seconds
+
+
+def test_fades_start_and_end_near_silence():
+    out = finish(synth_track(level=0.9), duration=6.0, fade_in=0.5, fade_out=1.5)
+    body = rms(out.audio[:, 2 * SR : 3 * SR])
+    assert rms(out.audio[:, : SR // 1000]) < 0.01 * body  # first millisecond
+    assert rms(out.audio[:, -SR // 1000 :]) < 0.01 * body  # last millisecond
+    assert rms(out.audio[:, -SR // 4 :]) < 0.3 * body
+
+
+def test_loop_seam_is_continuous(arranged):
+    out = finish(arranged, duration=8.0, loop=True)
+    assert out.audio.shape[1] == 8 * SR
+    a = out.audio
+    twice = np.concatenate([a, a], axis=1)
+    seam = a.shape[1]
+    step = np.abs(np.diff(twice, axis=1)).max(axis=0)
+    # the jump over the seam is no bigger than the music's own sample-to-sample motion
+    assert step[seam - 1] <= np.percentile(step, 99.5)
+    # and the level does not dip or jump around it
+    around = rms(twice[:, seam - SR // 4 : seam + SR // 4])
+    assert 0.5 < around / rms(a) < 2.0
+    # the same check catches the hard edge of a plain trim of the same music
+    plain = finish(arranged, duration=8.0, fade_in=0, fade_out=0).audio
+    plain_step = np.abs(np.diff(np.concatenate([plain, plain], axis=1), axis=1)).max(axis=0)
+    assert plain_step[seam - 1] > np.percentile(plain_step, 99.5)
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "ogg", "wav"])
+def test_encodings_decode_back_with_the_right_duration(arranged, fmt):
+    track = finish(arranged, duration=7.0)
+    data = encode(track, fmt, "128k")
+    decoded, sr = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    assert sr == SR and decoded.shape[1] == 2
+    assert abs(decoded.shape[0] / sr - 7.0) <= 0.05
+    assert rms(decoded) > 0.05
+
+
+def test_lower_bitrate_makes_smaller_mp3(arranged):
+    assert len(encode(arranged, "mp3", "64k")) < 0.6 * len(encode(arranged, "mp3", "192k"))
+
+
+def test_encode_to_fit_respects_the_limit(arranged):
+    full, rate = encode_to_fit(arranged, "mp3", max_bytes=10 * 1024 * 1024)
+    assert rate == "320k" and len(full) <= 10 * 1024 * 1024
+    limit = len(encode(arranged, "mp3", "128k")) + 500  # 128k fits, 160k does not
+    data, rate = encode_to_fit(arranged, "mp3", max_bytes=limit)
+    assert len(data) <= limit and rate == "128k"
+    data, rate = encode_to_fit(arranged, "ogg", max_bytes=limit)
+    assert len(data) <= limit
+
+
+def test_encode_to_fit_says_clearly_when_nothing_fits(arranged):
+    with pytest.raises(AudioTooLarge, match="upload limit") as err:
+        encode_to_fit(arranged, "mp3", max_bytes=5_000)
+    assert isinstance(err.value, UserInputError)
+    with pytest.raises(AudioTooLarge, match="mp3 or ogg"):
+        encode_to_fit(arranged, "wav", max_bytes=100_000)
+
+
+def test_export_writes_audio_and_midi(tmp_path, arranged):
+    path = export(arranged, tmp_path / "sub" / "song.ogg")
+    assert path.is_file() and path.suffix == ".ogg"
+    assert path.with_suffix(".mid").read_bytes() == arranged.midi
+    wav = export(arranged, tmp_path / "song", fmt="wav")
+    assert wav.name == "song.wav" and soundfile.info(str(wav)).duration == pytest.approx(10.0, abs=1e-3)
+    plain = export(synth_track(), tmp_path / "plain.mp3")
+    assert not plain.with_suffix(".mid").exists()
+
+
+def test_bad_format_and_duration_are_user_errors(arranged):
+    with pytest.raises(UnsupportedFormat, match="flac"):
+        encode(arranged, "flac")
+    with pytest.raises(UserInputError, match="Duration"):
+        finish(arranged, duration=0)
+
+
+def test_tempo_estimator_on_a_click_track():
+    for bpm in (72, 128):
+        t = np.zeros(SR * 8, dtype=np.float32)
+        for k in range(int(8 * bpm / 60)):
+            i = int(k * 60 / bpm * SR)
+            t[i : i + 200] = np.hanning(400)[200:] * (1.0 if k % 4 == 0 else 0.6)
+        assert abs(estimate_tempo(t, SR) - bpm) / bpm < 0.02
