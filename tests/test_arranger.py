@@ -195,8 +195,9 @@ def test_drums_fit_the_genre(backend):
     assert style_for(["Lo-fi Hip Hop"]).name == "lofi" and style_for(["Unheard Of"]).name == "pop"
 
 
-def test_continuation_extends_from_the_same_arrangement(backend):
-    original = one(backend, seed=9, duration=12.0)
+@pytest.mark.parametrize("genre", ["Pop", "Lofi"])
+def test_continuation_extends_from_the_same_arrangement(backend, genre):
+    original = one(backend, seed=9, duration=12.0, genres=(genre,))
     longer = backend.generate_continuation(original, 8.0)
     sr = original.sample_rate
     assert longer.audio.shape[1] == round(20.0 * sr)
@@ -223,3 +224,29 @@ def test_bad_input_gets_a_friendly_error(backend):
     with pytest.raises(UserInputError):
         backend.generate_continuation(one(backend, duration=5.0), 0)
     assert parse_key("Bb") == 10 and parse_key("f# minor") == 6 and parse_key(None) is None
+
+
+def test_percussion_instruments_add_their_drums(backend):
+    plain = midi_of(one(backend, 6, genres=("Ambient",), bpm=90))
+    shaker = midi_of(one(backend, 6, genres=("Ambient",), bpm=90, instruments=("Piano", "Shaker")))
+    assert not any(i.is_drum for i in plain.instruments)
+    drums = next(i for i in shaker.instruments if i.is_drum)
+    keys = {n.pitch for n in drums.notes}
+    assert 70 in keys and 36 not in keys  # a shaker layer, not a whole kit
+    kit = midi_of(one(backend, 6, genres=("Ambient",), bpm=90, instruments=("Drums",)))
+    assert {36, 38} & {n.pitch for i in kit.instruments if i.is_drum for n in i.notes}
+
+
+def test_continuation_of_a_finished_track_keeps_its_level(backend):
+    from engine.audio import finish, loudness
+
+    finished = finish(one(backend, seed=5, duration=10.0))
+    longer = backend.generate_continuation(finished, 10.0)
+    sr = longer.sample_rate
+    join = int(longer.meta["join_seconds"] * sr)
+    assert np.array_equal(longer.audio[:, : join - sr // 4], finished.audio[:, : join - sr // 4])
+    before = loudness(longer.audio[:, join - 2 * sr : join], sr)
+    after = loudness(longer.audio[:, join : join + 2 * sr], sr)
+    assert abs(before - after) < 4.0
+    assert np.max(np.abs(longer.audio)) <= 0.96
+    assert "finish" not in longer.meta  # the new take needs finishing again

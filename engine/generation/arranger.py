@@ -173,10 +173,10 @@ STYLES: dict[str, Style] = {
     "ambient": Style(
         "ambient",
         "none",
-        88,
+        0,  # sparse piano over pads
         88,
         89,
-        38,
+        89,  # a low pad as the drone
         "pad",
         "drone",
         "modal",
@@ -427,40 +427,160 @@ FALLBACK_PROGRAMS: dict[str, tuple[int, bool]] = {
 
 def instrument_program(name: str) -> tuple[int, bool]:
     """GM (program, is_drum) for an instrument name: the catalogue first, then our fallback table."""
+    program, is_drum, _notes = _gm_instrument(name)
+    return program, is_drum
+
+
+FULL_KIT_NOTES = (36, 38, 42, 46, 49)
+
+
+def _gm_instrument(name: str) -> tuple[int, bool, tuple[int, ...]]:
+    """(program, is_drum, percussion keys) — keys say which drums a percussion name means."""
     try:
         from engine.catalogue import default_catalogue
 
         gm = default_catalogue().instrument_program(name)
-        return int(gm.program), bool(gm.is_drum)
-    except (ImportError, UserInputError, LookupError, AttributeError, OSError):
-        pass
-    except Exception:  # a half-built catalogue (db missing, ...) must not break offline generation
+        return int(gm.program), bool(gm.is_drum), tuple(int(n) for n in getattr(gm, "drum_notes", ()) or ())
+    except Exception:  # catalogue missing / half-built / name unknown there: fall back to our table
         pass
     key = " ".join(name.lower().replace("-", " ").split())
     if key in FALLBACK_PROGRAMS:
-        return FALLBACK_PROGRAMS[key]
+        program, is_drum = FALLBACK_PROGRAMS[key]
+        return program, is_drum, FULL_KIT_NOTES if is_drum else ()
     raise InvalidArrangerInput(f"Unknown instrument '{name}' for the offline arranger.")
 
 
 # Loudness (LUFS) of each GM program of TimGM6mb.sf2 playing the same phrase at CC7 127, measured
 # by bench/gm_levels.py: patches differ by ~20 dB, so parts are levelled from this, not guessed.
 GM_LEVELS = (
-    -30.4, -30.1, -28.5, -28.5, -24.1, -28.7, -28.5, -25.9,
-    -29.0, -32.6, -25.8, -22.9, -32.0, -37.6, -24.6, -31.4,
-    -25.6, -27.4, -26.5, -26.7, -22.9, -24.3, -23.9, -27.1,
-    -25.7, -28.8, -26.4, -31.6, -28.8, -26.0, -22.6, -22.7,
-    -27.1, -24.7, -26.7, -25.3, -25.5, -32.2, -26.2, -26.2,
-    -21.3, -21.9, -21.2, -24.2, -23.7, -30.5, -21.7, -30.2,
-    -23.7, -26.2, -26.9, -25.3, -25.0, -25.1, -25.5, -24.4,
-    -24.1, -26.2, -27.3, -29.5, -18.4, -29.2, -24.2, -23.8,
-    -22.3, -22.3, -25.5, -27.8, -21.7, -23.4, -26.4, -23.5,
-    -22.4, -19.5, -22.9, -23.0, -25.8, -25.0, -22.1, -19.4,
-    -22.0, -23.5, -21.7, -23.8, -22.2, -22.1, -24.4, -22.6,
-    -23.7, -30.5, -27.5, -23.8, -25.5, -27.3, -27.5, -30.1,
-    -23.7, -23.0, -24.2, -23.4, -22.3, -39.1, -22.8, -23.9,
-    -31.1, -27.7, -32.6, -24.9, -28.0, -22.3, -23.5, -23.7,
-    -29.8, -34.9, -29.9, -35.4, -26.6, -35.1, -26.9, -56.8,
-    -33.9, -42.9, -23.3, -30.4, -28.6, -48.0, -42.0, -31.1,
+    -30.4,
+    -30.1,
+    -28.5,
+    -28.5,
+    -24.1,
+    -28.7,
+    -28.5,
+    -25.9,
+    -29.0,
+    -32.6,
+    -25.8,
+    -22.9,
+    -32.0,
+    -37.6,
+    -24.6,
+    -31.4,
+    -25.6,
+    -27.4,
+    -26.5,
+    -26.7,
+    -22.9,
+    -24.3,
+    -23.9,
+    -27.1,
+    -25.7,
+    -28.8,
+    -26.4,
+    -31.6,
+    -28.8,
+    -26.0,
+    -22.6,
+    -22.7,
+    -27.1,
+    -24.7,
+    -26.7,
+    -25.3,
+    -25.5,
+    -32.2,
+    -26.2,
+    -26.2,
+    -21.3,
+    -21.9,
+    -21.2,
+    -24.2,
+    -23.7,
+    -30.5,
+    -21.7,
+    -30.2,
+    -23.7,
+    -26.2,
+    -26.9,
+    -25.3,
+    -25.0,
+    -25.1,
+    -25.5,
+    -24.4,
+    -24.1,
+    -26.2,
+    -27.3,
+    -29.5,
+    -18.4,
+    -29.2,
+    -24.2,
+    -23.8,
+    -22.3,
+    -22.3,
+    -25.5,
+    -27.8,
+    -21.7,
+    -23.4,
+    -26.4,
+    -23.5,
+    -22.4,
+    -19.5,
+    -22.9,
+    -23.0,
+    -25.8,
+    -25.0,
+    -22.1,
+    -19.4,
+    -22.0,
+    -23.5,
+    -21.7,
+    -23.8,
+    -22.2,
+    -22.1,
+    -24.4,
+    -22.6,
+    -23.7,
+    -30.5,
+    -27.5,
+    -23.8,
+    -25.5,
+    -27.3,
+    -27.5,
+    -30.1,
+    -23.7,
+    -23.0,
+    -24.2,
+    -23.4,
+    -22.3,
+    -39.1,
+    -22.8,
+    -23.9,
+    -31.1,
+    -27.7,
+    -32.6,
+    -24.9,
+    -28.0,
+    -22.3,
+    -23.5,
+    -23.7,
+    -29.8,
+    -34.9,
+    -29.9,
+    -35.4,
+    -26.6,
+    -35.1,
+    -26.9,
+    -56.8,
+    -33.9,
+    -42.9,
+    -23.3,
+    -30.4,
+    -28.6,
+    -48.0,
+    -42.0,
+    -31.1,
 )
 DRUM_KIT_LEVEL = -29.0  # our grooves at CC7 127 (measured: -32.1 LUFS at CC7 105)
 # Solo loudness each role aims for (LUFS at velocity ~90): the tune on top, the groove close behind,
@@ -758,6 +878,30 @@ DRUM_GROOVES: dict[str, dict[int, list[tuple[int, int]]]] = {
     },
     "none": {},
 }
+# Layers for percussion a user asks for by name (16-step grid, velocity)
+_HAND_DRUM_A = [(0, 90), (3, 70), (6, 80), (10, 75), (12, 85), (14, 65)]
+_HAND_DRUM_B = [(2, 70), (7, 65), (8, 80), (11, 60), (15, 60)]
+PERCUSSION_LAYERS: dict[int, list[tuple[int, int]]] = {
+    CLAP: [(4, 95), (12, 95)],
+    RIM: [(4, 80), (12, 80)],
+    TAMBOURINE: [(s, 60 if s % 4 == 2 else 40) for s in range(0, 16, 2)],
+    SHAKER: [(s, 50 if s % 2 == 0 else 34) for s in range(16)],
+    69: [(s, 46 if s % 2 == 0 else 30) for s in range(16)],  # cabasa
+    60: _HAND_DRUM_A,
+    61: _HAND_DRUM_B,
+    62: _HAND_DRUM_B,
+    CONGA_HI: _HAND_DRUM_A,
+    CONGA_LO: _HAND_DRUM_B,
+    67: [(0, 70), (6, 60), (10, 60)],
+    68: [(3, 60), (8, 65), (14, 55)],  # agogo
+    80: [(s, 40) for s in range(2, 16, 4)],
+    81: [(0, 70), (8, 60)],  # triangle
+    52: [(0, 70)],  # china cymbal / gong: one accent per bar
+    40: [(s, 70 if s % 4 == 0 else 45) for s in range(16)],
+    41: [(0, 90), (8, 80)],
+    43: [(6, 75), (14, 70)],
+}
+DEFAULT_LAYERS = (_HAND_DRUM_A, _HAND_DRUM_B, [(4, 80), (12, 80)], [(s, 45) for s in range(0, 16, 2)])
 # which drum keys keep playing in the intro (a thinner groove)
 INTRO_KEYS = {CLOSED_HAT, OPEN_HAT, SHAKER, RIDE, PEDAL_HAT, KICK, TAMBOURINE, CONGA_LO}
 
@@ -794,6 +938,7 @@ class Parts:
     bass: int | None
     drums: str
     doubles: list[int] = field(default_factory=list)  # extra user instruments doubling the lead
+    percussion: list[int] = field(default_factory=list)  # extra GM drum keys asked for (congas, shaker...)
     user_chosen: bool = False
 
 
@@ -806,9 +951,11 @@ def orchestrate(spec: MusicSpec, style: Style) -> Parts:
     wants_drums = False
     user_bass: int | None = None
     for name in spec.instruments:
-        program, is_drum = instrument_program(name)
+        program, is_drum, keys = _gm_instrument(name)
         if is_drum:
-            wants_drums = True
+            # a kit (kick + snare) brings the groove; single percussion adds a layer over it
+            wants_drums = wants_drums or not keys or (36 in keys and 38 in keys)
+            parts.percussion.extend(k for k in keys if k not in FULL_KIT_NOTES and k not in parts.percussion)
         elif program in BASS_PROGRAMS and user_bass is None:
             user_bass = program
         elif program not in melodic:
@@ -927,7 +1074,7 @@ class _Builder:
                     if nxt >= self.outro_start
                     else BODY_CYCLE[((nxt - self.intro_bars) // PHRASE_BARS) % len(BODY_CYCLE)]
                 )
-                last = section_bar == PHRASE_BARS - 1 and next_section != section or nxt == self.outro_start
+                last = (section_bar == PHRASE_BARS - 1 and next_section != section) or nxt == self.outro_start
             plan.append(
                 BarPlan(
                     index=index,
@@ -947,9 +1094,14 @@ class _Builder:
         targets = {**ROLE_TARGETS, **STYLE_TARGETS.get(self.style.name, {})}
         if self.parts.user_chosen:
             targets["pad"] -= 2.0  # the instruments the user asked for stay in front
-        roles = {"lead": self.parts.lead, "comp": self.parts.comp, "pad": self.parts.pad, "bass": self.parts.bass}
+        roles = {
+            "lead": self.parts.lead,
+            "comp": self.parts.comp,
+            "pad": self.parts.pad,
+            "bass": self.parts.bass,
+        }
         wanted = {r: targets[r] - GM_LEVELS[p] for r, p in roles.items() if p is not None}
-        if self.parts.drums != "none":
+        if self.parts.drums != "none" or self.parts.percussion:
             wanted["drums"] = targets["drums"] - DRUM_KIT_LEVEL
         for i, p in enumerate(self.parts.doubles):
             wanted[f"double{i}"] = targets["double"] - GM_LEVELS[p]
@@ -1024,22 +1176,28 @@ class _Builder:
         )
 
     def _drums(self) -> None:
-        groove = DRUM_GROOVES.get(self.parts.drums, {})
+        groove = {k: list(v) for k, v in DRUM_GROOVES.get(self.parts.drums, {}).items()}
+        for i, key in enumerate(self.parts.percussion[:4]):
+            groove.setdefault(key, list(PERCUSSION_LAYERS.get(key, DEFAULT_LAYERS[i % len(DEFAULT_LAYERS)])))
         if not groove:
             return
         kit = self._track("drums", 0, is_drum=True, reverb=min(self.style.reverb, 40))
         sixteenth = 0.25
+        has_kit = self.parts.drums not in ("none", "traditional")  # crashes and fills need a drum kit
         for bar in self.plan:
             rng = self._rng(1, bar.index)
             final = bar.section == "outro" and bar.last_of_section
             if final:
                 t = self._time(bar.index, 0)
-                self._note(kit, CRASH, t, t + self.bar, self._vel(100, rng))
-                self._note(kit, KICK, t, t + 0.2, self._vel(112, rng))
+                if has_kit:
+                    self._note(kit, CRASH, t, t + self.bar, self._vel(100, rng))
+                    self._note(kit, KICK, t, t + 0.2, self._vel(112, rng))
+                else:
+                    self._note(kit, next(iter(groove)), t, t + 0.3, self._vel(90, rng))
                 continue
             if bar.section == "intro" and self.intro_bars >= 2 and bar.index == 0:
                 continue  # first intro bar without drums: the groove enters after the chords
-            fill = bar.last_of_section and bar.section != "intro" and self.energy >= 0.3
+            fill = has_kit and bar.last_of_section and bar.section != "intro" and self.energy >= 0.3
             for key, hits in groove.items():
                 if bar.section == "intro" and key not in INTRO_KEYS:
                     continue
@@ -1065,7 +1223,8 @@ class _Builder:
                 t = self._time(bar.index, 3.5)
                 self._note(kit, OPEN_HAT, t, t + 0.2, self._vel(70, rng))
             if (
-                bar.section_bar == 0
+                has_kit
+                and bar.section_bar == 0
                 and bar.section in ("A", "B")
                 and (bar.index == self.intro_bars or bar.phrase_index % 2 == 0)
             ):
@@ -1220,8 +1379,6 @@ class _Builder:
                     start = self._time(t0, i * step) + rng.normal(0, 0.005)
                     end = self._time(t0, i * step + step * 1.6)
                     self._note(inst, pitch, start, end, self._vel(base - 6 - (4 if i % 2 else 0), rng))
-                if final:
-                    pass
                 continue
             for beat, length, vel in hits:
                 strum = 0.012 if pattern == "strum" else 0.004
@@ -1289,8 +1446,7 @@ class _Builder:
             lo = max(lo, 62)  # keep the tune above the comping hands
         inst = self._track("lead", program, pan=64)
         doubles = [
-            self._track(f"double{i}", p, pan=30 + 60 * (i % 2))
-            for i, p in enumerate(self.parts.doubles)
+            self._track(f"double{i}", p, pan=30 + 60 * (i % 2)) for i, p in enumerate(self.parts.doubles)
         ]
         pool = self._melody_pitches(lo, hi)
         motifs = {"A": self._motif(0), "B": self._motif(1)}
@@ -1422,6 +1578,38 @@ def render_midi(midi: bytes) -> tuple[np.ndarray, int]:
         raise BackendError(f"Rendering the arrangement failed: {exc}") from exc
     data, sr = soundfile.read(io.BytesIO(bytes(wav)), dtype="float32", always_2d=True)
     return np.ascontiguousarray(data.T), int(sr)
+
+
+def lofi_colour(audio: np.ndarray, sample_rate: int, seed: int) -> np.ndarray:
+    """Worn-record colour for lo-fi: a soft 6 kHz low-pass, faint hiss and sparse vinyl crackle.
+
+    Everything is causal and drawn sequentially from a seeded generator, so a longer render of the
+    same seed starts with exactly the same colour (continuations stay seamless).
+    """
+    from scipy.signal import butter, lfilter
+
+    b, a = butter(2, 6000 / (sample_rate / 2), btype="low")
+    out = lfilter(b, a, audio, axis=-1).astype(np.float32)
+    n = out.shape[1]
+    hiss = np.random.default_rng([seed, 98]).normal(0.0, 0.0025, n).astype(np.float32)
+    rng = np.random.default_rng([seed, 99])
+    hb, ha = butter(1, 3000 / (sample_rate / 2), btype="high")
+    hiss = lfilter(hb, ha, hiss).astype(np.float32)
+    crackle = np.zeros(n, dtype=np.float32)
+    t = 0.0
+    while True:  # clicks as a Poisson process, ~7 per second, mostly tiny, a few louder pops
+        t += rng.exponential(1 / 7.0)
+        i = int(t * sample_rate)
+        if i >= n - 64:
+            break
+        amp = 0.02 * rng.pareto(3.0) + 0.004
+        crackle[i : i + 48] += (
+            np.float32(min(amp, 0.08))
+            * np.exp(-np.arange(48) / 6.0).astype(np.float32)
+            * (1 if rng.random() < 0.5 else -1)
+        )
+    crackle = lfilter(hb, ha, crackle).astype(np.float32)
+    return out + (hiss + crackle)[None, :]
 
 
 def _fit(audio: np.ndarray, n: int) -> np.ndarray:
@@ -1599,6 +1787,8 @@ class ArrangerBackend:
         mid = midi_bytes(arrangement.midi)
         audio, sr = render_midi(mid)
         audio = audio * RENDER_GAIN
+        if arrangement.style == "lofi":
+            audio = lofi_colour(audio, sr, seed)
         peak = float(np.max(np.abs(audio))) if audio.size else 0.0
         if peak > PEAK_CEILING:  # rare dense arrangements: scale down rather than clip
             audio = audio * (PEAK_CEILING / peak)
