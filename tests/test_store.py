@@ -279,6 +279,7 @@ def test_delivery_release_and_mark(store: Store) -> None:
     assert [j.id for j in store.pending_deliveries()] == [job.id]
     assert store.claim_delivery(job.id)
     assert store.pending_deliveries() == []
+    assert [j.id for j in store.claimed_undelivered()] == [job.id]  # what a crash mid-send leaves
     assert store.release_delivery(job.id)  # the send failed for sure: let a retry claim it
     assert store.claim_delivery(job.id)
     store.mark_delivered(job.id, 555)
@@ -286,6 +287,7 @@ def test_delivery_release_and_mark(store: Store) -> None:
     assert not store.release_delivery(job.id)  # once delivered it stays delivered
     got = store.get_job(job.id)
     assert got.delivered and got.message_id == "555"
+    assert store.claimed_undelivered() == []
 
 
 # ------------------------------------------------------------------------------------------------

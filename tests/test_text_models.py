@@ -87,7 +87,10 @@ def test_korean_sad_sentence_has_negative_valence(models: TextModels) -> None:
 
 
 def test_valence_orders_pleasant_above_unpleasant(models: TextModels) -> None:
-    texts = ["What a beautiful day, I love everyone here!", "This is the worst day of my life, everything is ruined."]
+    texts = [
+        "What a beautiful day, I love everyone here!",
+        "This is the worst day of my life, everything is ruined.",
+    ]
     va = models.valence_arousal(texts, ["en", "en"])
     assert va.shape == (2, 2) and va.dtype == np.float32
     assert va[0, 0] > va[1, 0] + 0.3
@@ -95,13 +98,18 @@ def test_valence_orders_pleasant_above_unpleasant(models: TextModels) -> None:
 
 
 def test_calm_versus_excited_arousal(models: TextModels) -> None:
-    texts = ["The lake was still and I slowly drifted off to sleep.", "WE WON!!! I'm screaming, this is insane!!!"]
+    texts = [
+        "The lake was still and I slowly drifted off to sleep.",
+        "WE WON!!! I'm screaming, this is insane!!!",
+    ]
     va = models.valence_arousal(texts, ["en", "en"])
     assert va[1, 1] > va[0, 1]
 
 
 def test_korean_sentiment(models: TextModels) -> None:
-    probs = models.sentiment(["정말 재미있고 감동적인 최고의 영화", "돈 아깝고 시간 아까운 최악의 영화"], ["ko", "ko"])
+    probs = models.sentiment(
+        ["정말 재미있고 감동적인 최고의 영화", "돈 아깝고 시간 아까운 최악의 영화"], ["ko", "ko"]
+    )
     assert probs[0] > 0.5 > probs[1]
 
 
@@ -125,7 +133,9 @@ def test_topic_probabilities_cover_32_categories(models: TextModels) -> None:
 
 
 def test_untrained_topics_only_from_explicit_cues(models: TextModels) -> None:
-    results = models.topic(["Lesson Plans for the Elementary Classroom: A Teacher's Guide", "Coming Out: Gay and Lesbian Lives"])
+    results = models.topic(
+        ["Lesson Plans for the Elementary Classroom: A Teacher's Guide", "Coming Out: Gay and Lesbian Lives"]
+    )
     assert results[0].id == 31 and results[0].name == "Education & Teaching"
     assert results[1].id == 30
     assert models.topic(["The Complete Guide to Sourdough Baking"])[0].id not in (30, 31)
@@ -135,7 +145,7 @@ def test_batches_match_single_calls(models: TextModels) -> None:
     texts = ["I am so happy today!", "너무 무섭다", "The stock market crashed again."]
     langs = ["en", "ko", "en"]
     batch = models.emotion_probabilities(texts, langs)
-    for i, (text, lang) in enumerate(zip(texts, langs)):
+    for i, (text, lang) in enumerate(zip(texts, langs, strict=True)):
         np.testing.assert_allclose(batch[i], models.emotion_probabilities([text], [lang])[0], atol=1e-5)
 
 

