@@ -284,7 +284,7 @@ def main() -> int:
         f"\n{args.requests} concurrent {args.seconds:g}-s requests, model {Path(args.model_dir).name}, "
         f"{os.cpu_count()} CPU cores, {args.threads} threads\n"
     )
-    header = f"| {'run':<62} | audio-s/s | first result s | loop lag p50 / p99 ms | peak RSS GB |"
+    header = f"| {'run':<70} | audio-s/s | first result s | loop lag p50 / p99 ms | peak RSS GB |"
     print(header)
     print("|" + "|".join("-" * (len(col)) for col in header.split("|")[1:-1]) + "|")
     for row in rows.values():
@@ -292,7 +292,7 @@ def main() -> int:
             continue
         lag = f"{_fmt(row['lag_p50_ms'], '.1f')} / {_fmt(row['lag_p99_ms'], '.1f')}"
         print(
-            f"| {row['name']:<62} | {row['throughput']:>9.3f} | {row['first_s']:>14.1f} | {lag:>21} "
+            f"| {row['name']:<70} | {row['throughput']:>9.3f} | {row['first_s']:>14.1f} | {lag:>21} "
             f"| {row['peak_rss_gb']:>11.2f} |"
         )
     naive, engine, arranger = rows.get("naive"), rows.get("engine"), rows.get("arranger")
