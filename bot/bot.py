@@ -1,0 +1,100 @@
+"""The Discord bot: a ``commands.Bot`` subclass that owns the store, the job engine and the cogs.
+
+Like RoboDanny, ``setup_hook`` loads one extension per feature. The bot never touches a model:
+it submits requests to ``engine.jobs.JobEngine`` and streams progress back to Discord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import discord
+from discord.ext import commands
+
+from bot.settings import Settings
+from engine.jobs import EngineConfig, JobEngine
+from engine.store import Store
+
+log = logging.getLogger("textunes.bot")
+
+EXTENSIONS = (
+    "bot.cogs.bgm",
+    "bot.cogs.text",
+    "bot.cogs.regenerate",
+    "bot.cogs.queue",
+    "bot.cogs.library",
+    "bot.cogs.admin",
+)
+
+
+class TexTuneSBot(commands.Bot):
+    def __init__(self, settings: Settings, *, engine_config: EngineConfig | None = None) -> None:
+        intents = discord.Intents.default()  # guild reactions are in the defaults; no privileged intents
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None)
+        self.settings = settings
+        settings.store_file.parent.mkdir(parents=True, exist_ok=True)
+        self.store = Store.open(settings.store_file)
+        self.engine = JobEngine(
+            engine_config
+            or EngineConfig(
+                backend=settings.backend,
+                model=settings.model,
+                device=settings.device,
+                dtype=settings.dtype,
+                max_queue=settings.max_queue,
+                per_user_limit=settings.per_user_jobs,
+                max_samples=settings.max_samples,
+                job_timeout=settings.job_timeout,
+            )
+        )
+        self._analyzer: Any = None
+        self._analyzer_lock = asyncio.Lock()
+        self.background: set[asyncio.Task] = set()
+
+    async def setup_hook(self) -> None:
+        from bot.delivery import resume_job
+        from bot.views import DYNAMIC_ITEMS
+
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        await self.engine.start()
+        log.info("engine ready: %s", self.engine.describe())
+        # jobs that were queued or running when the bot stopped: run them again, deliver once
+        requeue, gave_up = await asyncio.to_thread(self.store.recover_unfinished)
+        for job in gave_up:
+            log.warning("job %s gave up after %s attempts", job.id, job.attempts)
+        for job in requeue:
+            self.spawn(resume_job(self, job))
+
+    def spawn(self, coro) -> asyncio.Task:
+        """Run ``coro`` in the background, keeping a reference so it is not garbage-collected."""
+        task = asyncio.create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return task
+
+    async def analyzer(self):
+        """The text analyser, loaded once (off the event loop) on first use."""
+        async with self._analyzer_lock:
+            if self._analyzer is None:
+                from engine.text.analyzer import default_analyzer
+
+                self._analyzer = await asyncio.to_thread(default_analyzer)
+            return self._analyzer
+
+    async def close(self) -> None:
+        for task in list(self.background):
+            task.cancel()
+        try:
+            await self.engine.stop()
+        finally:
+            await super().close()
+            self.store.close()
+
+
+def create_bot(settings: Settings, *, engine_config: EngineConfig | None = None) -> TexTuneSBot:
+    """Build the bot without starting it (used by ``textunes bot`` and the tests)."""
+    return TexTuneSBot(settings, engine_config=engine_config)
