@@ -295,3 +295,58 @@ def analysis_summary(analysis: Any) -> dict:
     data = analysis.to_dict()
     keep = ("language", "summary", "topic", "emotion", "valence", "arousal", "reasons", "truncated")
     return {k: data.get(k) for k in keep}
+
+
+async def capacity_refusal(bot, user_id: int | str, guild_id: int | None) -> str | None:
+    """Say no before deferring (so the answer can be ephemeral): queue full or user over the limit."""
+    from bot.cogs.library import guild_limits
+
+    limits = await asyncio.to_thread(guild_limits, bot.store, guild_id, bot)
+    mine = len(bot.engine.jobs_of(str(user_id)))
+    per_user = int(limits.get("jobs_per_user") or bot.settings.per_user_jobs)
+    if mine >= per_user:
+        return (
+            f"You already have {mine} job(s) in progress (the limit is {per_user}). "
+            "Wait for one to finish, or `/cancel` it."
+        )
+    queue_size = int(limits.get("queue_size") or bot.settings.max_queue)
+    if bot.engine.queue_length() >= queue_size:
+        return f"The queue is full ({queue_size} jobs). Try again in a few minutes."
+    return None
+
+
+async def start_interaction_job(
+    bot,
+    interaction: discord.Interaction,
+    plan: JobPlan,
+    *,
+    kind: str,
+    parent_track_id: str | None = None,
+) -> list[TrackRecord]:
+    """The common path of every interaction that makes music: check, defer, record, run."""
+    refusal = await capacity_refusal(bot, interaction.user.id, interaction.guild_id)
+    if refusal:
+        await reply_ephemeral(interaction, f"⚠️ {refusal}")
+        return []
+    if not interaction.response.is_done():
+        await interaction.response.defer(thinking=True)
+    job = await asyncio.to_thread(
+        record_job,
+        bot,
+        plan,
+        user_id=interaction.user.id,
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+        kind=kind,
+        interaction=interaction,
+        parent_track_id=parent_track_id,
+    )
+    return await run_job(bot, InteractionSurface(interaction), job, plan)
+
+
+async def reply_ephemeral(interaction: discord.Interaction, message: str) -> None:
+    """An ephemeral answer whether or not the interaction was already acknowledged."""
+    if interaction.response.is_done():
+        await interaction.followup.send(message, ephemeral=True)
+    else:
+        await interaction.response.send_message(message, ephemeral=True)

@@ -115,14 +115,8 @@ def _format_size(n: int) -> str:
     return f"{n} bytes"
 
 
-def read_document(
-    data: bytes,
-    filename: str,
-    *,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    max_chars: int = DEFAULT_MAX_CHARS,
-) -> Document:
-    """Extract the text of an uploaded file. Raises a ``DocumentError`` subclass on bad input."""
+def check_upload(filename: str, size: int, *, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    """Type and size checks that need only the name and size (run before any download); returns the kind."""
     suffix = Path(filename or "").suffix.lower()
     name = Path(filename or "document").name
     kind = SUPPORTED_SUFFIXES.get(suffix)
@@ -134,11 +128,24 @@ def read_document(
             msg += f" Tip: {hint}."
         raise UnsupportedFileType(msg)
     # size first: nothing is parsed for an oversize upload
-    if len(data) > max_bytes:
+    if size > max_bytes:
         raise FileTooLarge(
-            f"{name} is {_format_size(len(data))}; the limit is {_format_size(max_bytes)}. "
+            f"{name} is {_format_size(size)}; the limit is {_format_size(max_bytes)}. "
             "Send a shorter part (one chapter is plenty) or paste the text."
         )
+    return kind
+
+
+def read_document(
+    data: bytes,
+    filename: str,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_chars: int = DEFAULT_MAX_CHARS,
+) -> Document:
+    """Extract the text of an uploaded file. Raises a ``DocumentError`` subclass on bad input."""
+    kind = check_upload(filename, len(data), max_bytes=max_bytes)
+    name = Path(filename or "document").name
     if not data or not data.strip():
         raise EmptyDocument(f"{name} is empty. Attach a document with some text in it, or paste the text.")
 
