@@ -30,10 +30,13 @@ EXTENSIONS = (
 
 
 class TexTuneSBot(commands.Bot):
-    def __init__(self, settings: Settings, *, engine_config: EngineConfig | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, engine_config: EngineConfig | None = None, sync_only: bool = False
+    ) -> None:
         intents = discord.Intents.default()  # guild reactions are in the defaults; no privileged intents
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None)
         self.settings = settings
+        self.sync_only = sync_only
         settings.store_file.parent.mkdir(parents=True, exist_ok=True)
         self.store = Store.open(settings.store_file)
         self.engine = JobEngine(
@@ -43,6 +46,7 @@ class TexTuneSBot(commands.Bot):
                 model=settings.model,
                 device=settings.device,
                 dtype=settings.dtype,
+                worker=settings.worker,
                 max_queue=settings.max_queue,
                 per_user_limit=settings.per_user_jobs,
                 max_samples=settings.max_samples,
@@ -59,6 +63,8 @@ class TexTuneSBot(commands.Bot):
 
         for extension in EXTENSIONS:
             await self.load_extension(extension)
+        if self.sync_only:  # `textunes bot --sync` needs the command tree, not the model
+            return
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         await self.engine.start()
         log.info("engine ready: %s", self.engine.describe())
@@ -89,12 +95,15 @@ class TexTuneSBot(commands.Bot):
         for task in list(self.background):
             task.cancel()
         try:
-            await self.engine.stop()
+            if not self.sync_only:
+                await self.engine.stop()
         finally:
             await super().close()
             self.store.close()
 
 
-def create_bot(settings: Settings, *, engine_config: EngineConfig | None = None) -> TexTuneSBot:
+def create_bot(
+    settings: Settings, *, engine_config: EngineConfig | None = None, sync_only: bool = False
+) -> TexTuneSBot:
     """Build the bot without starting it (used by ``textunes bot`` and the tests)."""
-    return TexTuneSBot(settings, engine_config=engine_config)
+    return TexTuneSBot(settings, engine_config=engine_config, sync_only=sync_only)

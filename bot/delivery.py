@@ -66,7 +66,9 @@ class InteractionSurface(Surface):
 class ChannelSurface(Surface):
     """A status message in a channel (optionally replying to a message), edited as the job goes."""
 
-    def __init__(self, channel: discord.abc.Messageable, reference: discord.PartialMessage | None = None) -> None:
+    def __init__(
+        self, channel: discord.abc.Messageable, reference: discord.PartialMessage | None = None
+    ) -> None:
         self.channel = channel
         self.reference = reference
         self.message: discord.Message | None = None

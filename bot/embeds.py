@@ -21,7 +21,9 @@ def _clip(text: str, limit: int) -> str:
 
 def track_embeds(plan, records: list[TrackRecord], tracks: list[Track]) -> list[discord.Embed]:
     spec = plan.spec
-    embed = discord.Embed(title=f"🎵 {_clip(plan.title, 200)}", description=_clip(spec.prompt, 1000), colour=COLOUR)
+    embed = discord.Embed(
+        title=f"🎵 {_clip(plan.title, 200)}", description=_clip(spec.prompt, 1000), colour=COLOUR
+    )
     if spec.genres:
         embed.add_field(name="Genre", value=", ".join(spec.genres))
     if spec.moods:
@@ -49,6 +51,10 @@ def track_embeds(plan, records: list[TrackRecord], tracks: list[Track]) -> list[
         )
         reasons = analysis.get("reasons") or []
         if reasons:
-            embed.add_field(name="Why this music", value=_clip("\n".join(f"• {r}" for r in reasons), 1000), inline=False)
-    embed.set_footer(text="React 🔁 or press Regenerate for another take · track " + ", ".join(r.id for r in records))
+            embed.add_field(
+                name="Why this music", value=_clip("\n".join(f"• {r}" for r in reasons), 1000), inline=False
+            )
+    embed.set_footer(
+        text="React 🔁 or press Regenerate for another take · track " + ", ".join(r.id for r in records)
+    )
     return [embed]

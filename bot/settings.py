@@ -26,6 +26,7 @@ class Settings:
     model: str | None = None
     device: str = "auto"
     dtype: str = "auto"
+    worker: str = "process"  # run the model in a child process (keeps torch out of the bot) or "thread"
     per_user_jobs: int = 2
     max_queue: int = 50
     max_duration: float = 120.0  # seconds a user may ask for
@@ -39,9 +40,7 @@ class Settings:
     log_level: str = "INFO"
 
     def __repr__(self) -> str:
-        shown = ", ".join(
-            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "token"
-        )
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "token")
         return f"Settings(token={'***' if self.token else ''!r}, {shown})"
 
     @property
@@ -52,7 +51,9 @@ class Settings:
         return replace(self, **changes)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, dotenv_path: str | Path | None = None) -> Settings:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, dotenv_path: str | Path | None = None
+    ) -> Settings:
         """Read settings from ``env`` (default ``os.environ`` overlaid on ``.env``)."""
         if env is None:
             from dotenv import dotenv_values
@@ -83,6 +84,9 @@ class Settings:
         audio_format = (text("TEXTUNES_AUDIO_FORMAT", "mp3") or "mp3").lower()
         if audio_format not in ("mp3", "ogg"):
             raise SettingsError(f"TEXTUNES_AUDIO_FORMAT must be mp3 or ogg, got {audio_format!r}.")
+        worker = (text("TEXTUNES_WORKER", "process") or "process").lower()
+        if worker not in ("process", "thread"):
+            raise SettingsError(f"TEXTUNES_WORKER must be process or thread, got {worker!r}.")
         store = text("TEXTUNES_STORE")
         return cls(
             token=text("DISCORD_TOKEN", "") or "",
@@ -91,6 +95,7 @@ class Settings:
             model=text("TEXTUNES_MODEL"),
             device=text("TEXTUNES_DEVICE", "auto") or "auto",
             dtype=text("TEXTUNES_DTYPE", "auto") or "auto",
+            worker=worker,
             per_user_jobs=number("TEXTUNES_MAX_JOBS_PER_USER", 2),
             max_queue=number("TEXTUNES_MAX_QUEUE", 50),
             max_duration=number("TEXTUNES_MAX_DURATION", 120.0, float),

@@ -50,13 +50,19 @@ async def _owned_track(interaction: discord.Interaction, track_id: str) -> tuple
     return job, track
 
 
-class RegenerateButton(discord.ui.DynamicItem[discord.ui.Button], template=PREFIX + r":regen:(?P<job_id>[0-9a-f]{6,32})"):
+class RegenerateButton(
+    discord.ui.DynamicItem[discord.ui.Button], template=PREFIX + r":regen:(?P<job_id>[0-9a-f]{6,32})"
+):
     """Another take of the same request with a new seed (same as reacting 🔁)."""
 
     def __init__(self, job_id: str) -> None:
         super().__init__(
-            discord.ui.Button(label="Regenerate", emoji="🔁", style=discord.ButtonStyle.primary,
-                              custom_id=f"{PREFIX}:regen:{job_id}")
+            discord.ui.Button(
+                label="Regenerate",
+                emoji="🔁",
+                style=discord.ButtonStyle.primary,
+                custom_id=f"{PREFIX}:regen:{job_id}",
+            )
         )
         self.job_id = job_id
 
@@ -68,17 +74,25 @@ class RegenerateButton(discord.ui.DynamicItem[discord.ui.Button], template=PREFI
         job = await _owned_job(interaction, self.job_id)
         if job is None:
             return
-        plan = JobPlan(spec=job.spec, samples=job.samples, analysis=job.request.get("analysis"), title="Another take")
+        plan = JobPlan(
+            spec=job.spec, samples=job.samples, analysis=job.request.get("analysis"), title="Another take"
+        )
         await start_interaction_job(interaction.client, interaction, plan, kind="regenerate")
 
 
-class VariationButton(discord.ui.DynamicItem[discord.ui.Button], template=PREFIX + r":var:(?P<track_id>[0-9a-f]{6,32})"):
+class VariationButton(
+    discord.ui.DynamicItem[discord.ui.Button], template=PREFIX + r":var:(?P<track_id>[0-9a-f]{6,32})"
+):
     """Keep the opening third of this track and let the generator take the rest somewhere new."""
 
     def __init__(self, track_id: str) -> None:
         super().__init__(
-            discord.ui.Button(label="Variation", emoji="🎲", style=discord.ButtonStyle.secondary,
-                              custom_id=f"{PREFIX}:var:{track_id}")
+            discord.ui.Button(
+                label="Variation",
+                emoji="🎲",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"{PREFIX}:var:{track_id}",
+            )
         )
         self.track_id = track_id
 
@@ -92,21 +106,41 @@ class VariationButton(discord.ui.DynamicItem[discord.ui.Button], template=PREFIX
             return
         job, track = found
         keep = max(int(track.sample_rate * track.duration / 3), 1)
-        opening = Track(track.audio[:, :keep], track.sample_rate, track.spec, track.seed, track.backend,
-                        track.model, track.midi, dict(track.meta))
-        plan = JobPlan(spec=job.spec, samples=1, continue_from=opening,
-                       extend_seconds=max(track.duration - opening.duration, 1.0), title="A variation")
-        await start_interaction_job(interaction.client, interaction, plan, kind="variation",
-                                    parent_track_id=self.track_id)
+        opening = Track(
+            track.audio[:, :keep],
+            track.sample_rate,
+            track.spec,
+            track.seed,
+            track.backend,
+            track.model,
+            track.midi,
+            dict(track.meta),
+        )
+        plan = JobPlan(
+            spec=job.spec,
+            samples=1,
+            continue_from=opening,
+            extend_seconds=max(track.duration - opening.duration, 1.0),
+            title="A variation",
+        )
+        await start_interaction_job(
+            interaction.client, interaction, plan, kind="variation", parent_track_id=self.track_id
+        )
 
 
-class ExtendButton(discord.ui.DynamicItem[discord.ui.Button], template=PREFIX + r":ext:(?P<track_id>[0-9a-f]{6,32})"):
+class ExtendButton(
+    discord.ui.DynamicItem[discord.ui.Button], template=PREFIX + r":ext:(?P<track_id>[0-9a-f]{6,32})"
+):
     """Continue this track for another 15 seconds."""
 
     def __init__(self, track_id: str) -> None:
         super().__init__(
-            discord.ui.Button(label="Extend +15 s", emoji="⏩", style=discord.ButtonStyle.secondary,
-                              custom_id=f"{PREFIX}:ext:{track_id}")
+            discord.ui.Button(
+                label="Extend +15 s",
+                emoji="⏩",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"{PREFIX}:ext:{track_id}",
+            )
         )
         self.track_id = track_id
 
@@ -120,21 +154,30 @@ class ExtendButton(discord.ui.DynamicItem[discord.ui.Button], template=PREFIX + 
             return
         job, track = found
         if track.duration + EXTEND_SECONDS > MAX_TRACK_SECONDS:
-            await reply_ephemeral(interaction, f"Tracks can be at most {MAX_TRACK_SECONDS / 60:.0f} minutes long.")
+            await reply_ephemeral(
+                interaction, f"Tracks can be at most {MAX_TRACK_SECONDS / 60:.0f} minutes long."
+            )
             return
         spec = job.spec.with_(duration=track.duration + EXTEND_SECONDS)
-        plan = JobPlan(spec=spec, samples=1, continue_from=track, extend_seconds=EXTEND_SECONDS,
-                       title="Your track, extended")
-        await start_interaction_job(interaction.client, interaction, plan, kind="extend",
-                                    parent_track_id=self.track_id)
+        plan = JobPlan(
+            spec=spec,
+            samples=1,
+            continue_from=track,
+            extend_seconds=EXTEND_SECONDS,
+            title="Your track, extended",
+        )
+        await start_interaction_job(
+            interaction.client, interaction, plan, kind="extend", parent_track_id=self.track_id
+        )
 
 
 class EditPromptModal(discord.ui.Modal, title="Edit the prompt"):
     def __init__(self, job: JobRecord) -> None:
         super().__init__()
         self.job = job
-        self.prompt = discord.ui.TextInput(label="Prompt", style=discord.TextStyle.paragraph,
-                                           default=job.spec.prompt[:400], max_length=400)
+        self.prompt = discord.ui.TextInput(
+            label="Prompt", style=discord.TextStyle.paragraph, default=job.spec.prompt[:400], max_length=400
+        )
         self.add_item(self.prompt)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
@@ -142,15 +185,23 @@ class EditPromptModal(discord.ui.Modal, title="Edit the prompt"):
         if not text:
             await reply_ephemeral(interaction, "The prompt can't be empty.")
             return
-        plan = JobPlan(spec=self.job.spec.with_(prompt=text), samples=self.job.samples, title="Your edited prompt")
+        plan = JobPlan(
+            spec=self.job.spec.with_(prompt=text), samples=self.job.samples, title="Your edited prompt"
+        )
         await start_interaction_job(interaction.client, interaction, plan, kind="edit")
 
 
-class EditPromptButton(discord.ui.DynamicItem[discord.ui.Button], template=PREFIX + r":edit:(?P<job_id>[0-9a-f]{6,32})"):
+class EditPromptButton(
+    discord.ui.DynamicItem[discord.ui.Button], template=PREFIX + r":edit:(?P<job_id>[0-9a-f]{6,32})"
+):
     def __init__(self, job_id: str) -> None:
         super().__init__(
-            discord.ui.Button(label="Edit prompt", emoji="✏️", style=discord.ButtonStyle.secondary,
-                              custom_id=f"{PREFIX}:edit:{job_id}")
+            discord.ui.Button(
+                label="Edit prompt",
+                emoji="✏️",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"{PREFIX}:edit:{job_id}",
+            )
         )
         self.job_id = job_id
 
@@ -172,7 +223,12 @@ def track_view(job: JobRecord, records: list[TrackRecord]) -> discord.ui.View:
 
     view = discord.ui.View(timeout=None)
     first = records[0].id
-    for item in (RegenerateButton(job.id), VariationButton(first), ExtendButton(first),
-                 EditPromptButton(job.id), FavoriteButton(first)):
+    for item in (
+        RegenerateButton(job.id),
+        VariationButton(first),
+        ExtendButton(first),
+        EditPromptButton(job.id),
+        FavoriteButton(first),
+    ):
         view.add_item(item)
     return view

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -54,16 +55,75 @@ def _as_2d(audio: np.ndarray) -> np.ndarray:
     return a[None, :] if a.ndim == 1 else a
 
 
+@lru_cache(maxsize=8)
+def _k_weighting(sample_rate: int) -> np.ndarray:
+    """BS.1770 K-weighting (high shelf + RLB high-pass) as second-order sections for ``sample_rate``.
+
+    The RBJ-cookbook biquads with the same parameters pyloudnorm uses, so both meters agree.
+    """
+
+    def biquad(kind: str, gain_db: float, q: float, fc: float) -> list[float]:
+        a_ = 10 ** (gain_db / 40.0)
+        w0 = 2 * np.pi * fc / sample_rate
+        alpha, cos_w0 = np.sin(w0) / (2 * q), np.cos(w0)
+        if kind == "high_shelf":
+            b = [
+                a_ * ((a_ + 1) + (a_ - 1) * cos_w0 + 2 * np.sqrt(a_) * alpha),
+                -2 * a_ * ((a_ - 1) + (a_ + 1) * cos_w0),
+                a_ * ((a_ + 1) + (a_ - 1) * cos_w0 - 2 * np.sqrt(a_) * alpha),
+            ]
+            a = [
+                (a_ + 1) - (a_ - 1) * cos_w0 + 2 * np.sqrt(a_) * alpha,
+                2 * ((a_ - 1) - (a_ + 1) * cos_w0),
+                (a_ + 1) - (a_ - 1) * cos_w0 - 2 * np.sqrt(a_) * alpha,
+            ]
+        else:  # high-pass
+            b = [(1 + cos_w0) / 2, -(1 + cos_w0), (1 + cos_w0) / 2]
+            a = [1 + alpha, -2 * cos_w0, 1 - alpha]
+        return [v / a[0] for v in b] + [v / a[0] for v in a]
+
+    return np.array([biquad("high_shelf", 4.0, 1 / np.sqrt(2), 1500.0), biquad("high_pass", 0.0, 0.5, 38.0)])
+
+
+def _block_energies(weighted: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mean square of each 400 ms gating block (75 % overlap) per channel, as BS.1770 / pyloudnorm."""
+    block, step = 0.4, 0.1
+    n = weighted.shape[1]
+    count = int(np.round((n / sample_rate - block) / step)) + 1
+    j = np.arange(max(count, 0))
+    lo = (block * (j * 0.25) * sample_rate).astype(np.int64)  # same float expressions as pyloudnorm
+    hi = np.minimum((block * (j * 0.25 + 1) * sample_rate).astype(np.int64), n)
+    lo = np.minimum(lo, n)
+    csum = np.zeros((weighted.shape[0], n + 1), dtype=np.float64)
+    np.cumsum(np.square(weighted, dtype=np.float64), axis=1, out=csum[:, 1:])
+    return (csum[:, hi] - csum[:, lo]) / (block * sample_rate)
+
+
 def loudness(audio: np.ndarray, sample_rate: int) -> float:
-    """Integrated loudness in LUFS (ITU-R BS.1770 via pyloudnorm); ``-inf`` for silence."""
-    import pyloudnorm
+    """Integrated loudness in LUFS (ITU-R BS.1770-4, gated); ``-inf`` for silence.
+
+    Vectorised: one ``sosfilt`` for the K-weighting and cumulative sums for the gating blocks; it
+    agrees with pyloudnorm (the reference the tests compare with) to within 0.01 LU.
+    """
+    from scipy.signal import sosfilt
 
     a = _as_2d(audio)
     if a.shape[1] < int(0.4 * sample_rate):  # BS.1770 gating needs at least one 400 ms block
         a = np.pad(a, ((0, 0), (0, int(0.4 * sample_rate) - a.shape[1] + 1)))
-    meter = pyloudnorm.Meter(sample_rate)
-    with np.errstate(divide="ignore"):
-        return float(meter.integrated_loudness(a.T.astype(np.float64)))
+    weighted = sosfilt(_k_weighting(int(sample_rate)), a.astype(np.float64), axis=1)
+    z = _block_energies(weighted, int(sample_rate))
+    channel_gain = np.array([1.0, 1.0, 1.0, 1.41, 1.41])[: z.shape[0], None]
+    power = (channel_gain * z).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        block_lufs = -0.691 + 10.0 * np.log10(power)
+        gated = block_lufs >= -70.0
+        if not gated.any():
+            return float("-inf")
+        relative = -0.691 + 10.0 * np.log10(power[gated].mean()) - 10.0
+        gated = (block_lufs > relative) & (block_lufs > -70.0)
+        if not gated.any():
+            return float("-inf")
+        return float(-0.691 + 10.0 * np.log10(power[gated].mean()))
 
 
 def _interpolation_phases(oversample: int = 4, taps: int = 32) -> list[np.ndarray]:

@@ -54,7 +54,9 @@ async def running_bot(fake: FakeDiscord, settings: Settings, connections: int = 
     task = asyncio.create_task(bot.start(settings.token))
     try:
         await fake.wait_connected(connections)
-        await fake.wait_until(lambda: bot.get_guild(fake.guild_id) is not None, 15, "the guild in the bot's cache")
+        await fake.wait_until(
+            lambda: bot.get_guild(fake.guild_id) is not None, 15, "the guild in the bot's cache"
+        )
         yield bot
     finally:
         await bot.close()
@@ -76,9 +78,13 @@ def embed_field(message: StoredMessage, name: str) -> str:
     raise AssertionError(f"no embed field {name!r} in {message.embeds}")
 
 
-async def test_bgm_defers_reports_progress_and_posts_a_decodable_track(fake: FakeDiscord, tmp_path: Path) -> None:
+async def test_bgm_defers_reports_progress_and_posts_a_decodable_track(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
     async with running_bot(fake, settings_for(tmp_path)):
-        inter = await fake.slash("bgm", {"genre": "로파이", "mood": "calm", "tempo": "Slow", "duration": "0:05"})
+        inter = await fake.slash(
+            "bgm", {"genre": "로파이", "mood": "calm", "tempo": "Slow", "duration": "0:05"}
+        )
         result = await inter.wait_result(timeout=60)
         assert inter.ack_seconds is not None and inter.ack_seconds < 3.0
         contents = [edit.get("content") or "" for edit in result.edits]
@@ -90,8 +96,12 @@ async def test_bgm_defers_reports_progress_and_posts_a_decodable_track(fake: Fak
         assert embed_field(result, "Genre") == "Lofi" and "72 BPM" not in embed_field(result, "Genre")
         assert int(embed_field(result, "Seed")) >= 0
         ids = result.custom_ids()
-        assert any(i.startswith("textunes:regen:") for i in ids) and any(i.startswith("textunes:ext:") for i in ids)
-        await fake.wait_until(lambda: RECYCLE in result.reactions, 10, "the bot's own 🔁")  # it invites a retake
+        assert any(i.startswith("textunes:regen:") for i in ids) and any(
+            i.startswith("textunes:ext:") for i in ids
+        )
+        await fake.wait_until(
+            lambda: RECYCLE in result.reactions, 10, "the bot's own 🔁"
+        )  # it invites a retake
 
 
 async def test_autocomplete_answers_korean_and_english(fake: FakeDiscord, tmp_path: Path) -> None:
@@ -103,10 +113,14 @@ async def test_autocomplete_answers_korean_and_english(fake: FakeDiscord, tmp_pa
     assert "Lofi" in [c["value"] for c in korean]
     assert "Lofi" in [c["value"] for c in english]
     assert 0 < len(empty) <= 25 and len(english) <= 25
-    assert all(c["value"].startswith("Piano, ") for c in listed) and "Piano, Violin" in [c["value"] for c in listed]
+    assert all(c["value"].startswith("Piano, ") for c in listed) and "Piano, Violin" in [
+        c["value"] for c in listed
+    ]
 
 
-async def test_unknown_genre_is_an_ephemeral_error_with_suggestions(fake: FakeDiscord, tmp_path: Path) -> None:
+async def test_unknown_genre_is_an_ephemeral_error_with_suggestions(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
     async with running_bot(fake, settings_for(tmp_path)):
         inter = await fake.slash("bgm", {"genre": "lofy", "mood": "Calm"})
         error = await inter.wait_error()
@@ -141,15 +155,21 @@ async def test_bad_uploads_are_refused_before_download(
     assert not fake.attachment_downloads(attachment)
 
 
-async def test_owner_reaction_regenerates_and_strangers_are_ignored(fake: FakeDiscord, tmp_path: Path) -> None:
+async def test_owner_reaction_regenerates_and_strangers_are_ignored(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
     async with running_bot(fake, settings_for(tmp_path)) as bot:
-        first = await (await fake.slash("bgm", {"genre": "Jazz", "mood": "Happy", "duration": "5"})).wait_result()
+        first = await (
+            await fake.slash("bgm", {"genre": "Jazz", "mood": "Happy", "duration": "5"})
+        ).wait_result()
         await fake.react(first, RECYCLE, user="bob")  # not bob's track
         await asyncio.sleep(0.5)
         assert not [m for m in fake.channel_messages() if m.attachments and m.id != first.id]
         await fake.react(first, RECYCLE, user="alice")
         await fake.wait_until(
-            lambda: any(m.attachments and m.id != first.id for m in fake.channel_messages()), 60, "the new take"
+            lambda: any(m.attachments and m.id != first.id for m in fake.channel_messages()),
+            60,
+            "the new take",
         )
         again = next(m for m in fake.channel_messages() if m.attachments and m.id != first.id)
         assert again.message_reference and int(again.message_reference["message_id"]) == first.id
@@ -161,7 +181,9 @@ async def test_owner_reaction_regenerates_and_strangers_are_ignored(fake: FakeDi
 async def test_regenerate_button_works_after_a_restart(fake: FakeDiscord, tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
     async with running_bot(fake, settings):
-        first = await (await fake.slash("bgm", {"genre": "Pop", "mood": "Bright", "duration": "5"})).wait_result()
+        first = await (
+            await fake.slash("bgm", {"genre": "Pop", "mood": "Bright", "duration": "5"})
+        ).wait_result()
     regen = next(i for i in first.custom_ids() if i.startswith("textunes:regen:"))
     async with running_bot(fake, settings, connections=2):  # a new process: no views in memory
         stranger = await fake.click(first, regen, user="bob")
@@ -175,7 +197,9 @@ async def test_regenerate_button_works_after_a_restart(fake: FakeDiscord, tmp_pa
 
 async def test_extend_button_adds_fifteen_seconds(fake: FakeDiscord, tmp_path: Path) -> None:
     async with running_bot(fake, settings_for(tmp_path)):
-        first = await (await fake.slash("bgm", {"genre": "Rock", "mood": "Energetic", "duration": "5"})).wait_result()
+        first = await (
+            await fake.slash("bgm", {"genre": "Rock", "mood": "Energetic", "duration": "5"})
+        ).wait_result()
         extend = next(i for i in first.custom_ids() if i.startswith("textunes:ext:"))
         result = await (await fake.click(first, extend)).wait_result(timeout=60)
     seconds, _ = decode(result)

@@ -16,7 +16,9 @@ COMMANDS = ("generate", "categories", "analyze", "bot")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="textunes", description="Custom background music from categories or text.")
+    parser = argparse.ArgumentParser(
+        prog="textunes", description="Custom background music from categories or text."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         try:

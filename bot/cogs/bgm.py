@@ -48,7 +48,11 @@ def split_guild_names(bot, guild_id: int | None, kind: str, names: list[str]) ->
     cat, store = default_catalogue(), bot.store
     known, keywords = [], []
     for name in names:
-        if cat.get(kind, name) is None and guild_id is not None and store.find_guild_category(guild_id, kind, name):
+        if (
+            cat.get(kind, name) is None
+            and guild_id is not None
+            and store.find_guild_category(guild_id, kind, name)
+        ):
             keywords.append(name)
         else:
             known.append(name)
@@ -59,7 +63,9 @@ class Bgm(commands.Cog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
 
-    @app_commands.command(name="bgm", description="Make background music from a genre, mood, tempo and duration")
+    @app_commands.command(
+        name="bgm", description="Make background music from a genre, mood, tempo and duration"
+    )
     @app_commands.describe(
         genre="genre(s), comma-separated — Korean or English (e.g. Lofi, 재즈)",
         mood="mood(s), comma-separated (e.g. Calm, 몽환적인)",
@@ -104,7 +110,8 @@ class Bgm(commands.Cog):
         max_duration = float(limits.get("max_duration") or bot.settings.max_duration)
         if spec.duration > max_duration:
             await reply_ephemeral(
-                interaction, f"⚠️ This server allows tracks up to {max_duration:.0f} s; you asked for {spec.duration:.0f} s."
+                interaction,
+                f"⚠️ This server allows tracks up to {max_duration:.0f} s; you asked for {spec.duration:.0f} s.",
             )
             return
         max_samples = int(limits.get("max_samples") or bot.settings.max_samples)
@@ -112,7 +119,9 @@ class Bgm(commands.Cog):
             await reply_ephemeral(interaction, f"⚠️ At most {max_samples} takes per request here.")
             return
         title = " · ".join(spec.genres + spec.moods) or "Your track"
-        await start_interaction_job(bot, interaction, JobPlan(spec=spec, samples=samples, title=title), kind="bgm")
+        await start_interaction_job(
+            bot, interaction, JobPlan(spec=spec, samples=samples, title=title), kind="bgm"
+        )
 
     @bgm.autocomplete("genre")
     async def _genre(self, interaction: discord.Interaction, current: str):

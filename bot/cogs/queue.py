@@ -44,7 +44,9 @@ class Queue(commands.Cog):
             job = mine[-1]
         record = await asyncio.to_thread(self.bot.store.get_job, job)
         if record is not None and record.user_id != user:
-            await reply_ephemeral(interaction, "That job belongs to someone else; you can only cancel your own.")
+            await reply_ephemeral(
+                interaction, "That job belongs to someone else; you can only cancel your own."
+            )
             return
         if await engine.cancel(job, user_id=user):
             await reply_ephemeral(interaction, f"🛑 Cancelled `{job}`.")
@@ -56,8 +58,12 @@ class Queue(commands.Cog):
         mine = self.bot.engine.jobs_of(str(interaction.user.id))
         return [app_commands.Choice(name=j, value=j) for j in mine if current in j][:25]
 
-    @app_commands.command(name="categories", description="Browse genres, moods, instruments, tempos and durations")
-    @app_commands.describe(kind="what to list", search="filter (Korean or English)", popular="only the popular ones")
+    @app_commands.command(
+        name="categories", description="Browse genres, moods, instruments, tempos and durations"
+    )
+    @app_commands.describe(
+        kind="what to list", search="filter (Korean or English)", popular="only the popular ones"
+    )
     @app_commands.choices(kind=[app_commands.Choice(name=k, value=k) for k in KINDS])
     async def categories(
         self, interaction: discord.Interaction, kind: str, search: str | None = None, popular: bool = False

@@ -43,8 +43,13 @@ class Regenerate(commands.Cog):
             spec=job.spec, samples=job.samples, analysis=job.request.get("analysis"), title="Another take"
         )
         new_job = await asyncio.to_thread(
-            record_job, bot, plan, user_id=payload.user_id, guild_id=payload.guild_id,
-            channel_id=payload.channel_id, kind="regenerate",
+            record_job,
+            bot,
+            plan,
+            user_id=payload.user_id,
+            guild_id=payload.guild_id,
+            channel_id=payload.channel_id,
+            kind="regenerate",
         )
         try:
             await run_job(bot, surface, new_job, plan)

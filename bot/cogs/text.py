@@ -23,7 +23,9 @@ class TextMode(commands.Cog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
 
-    @app_commands.command(name="bgm-from-text", description="Score a document: attach .txt .md .pdf .docx .html, or paste text")
+    @app_commands.command(
+        name="bgm-from-text", description="Score a document: attach .txt .md .pdf .docx .html, or paste text"
+    )
     @app_commands.describe(
         file="the document (.txt, .md, .pdf, .docx, .html)",
         text="or paste the text here instead of attaching a file",

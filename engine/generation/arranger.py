@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import random
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -1567,17 +1569,149 @@ def midi_bytes(pm) -> bytes:
     return buf.getvalue()
 
 
-def render_midi(midi: bytes) -> tuple[np.ndarray, int]:
-    """MIDI bytes -> float32 (channels, samples) audio with the bundled SoundFont."""
+def decode_wav(wav: bytes) -> tuple[np.ndarray, int]:
+    """16-bit PCM WAV bytes -> float32 (channels, samples) without a decoder library (a view + scale)."""
+    data = memoryview(wav)
+    if bytes(data[:4]) != b"RIFF" or bytes(data[8:12]) != b"WAVE":
+        raise BackendError("The renderer returned something that is not a WAV file.")
+    pos, channels, sr, bits = 12, 0, 0, 0
+    while pos + 8 <= len(data):
+        chunk, size = bytes(data[pos : pos + 4]), int.from_bytes(data[pos + 4 : pos + 8], "little")
+        body = pos + 8
+        if chunk == b"fmt ":
+            channels = int.from_bytes(data[body + 2 : body + 4], "little")
+            sr = int.from_bytes(data[body + 4 : body + 8], "little")
+            bits = int.from_bytes(data[body + 14 : body + 16], "little")
+        elif chunk == b"data":
+            if bits != 16 or channels < 1:
+                raise BackendError(f"Unexpected WAV format from the renderer ({bits}-bit, {channels} ch).")
+            size = min(size, len(data) - body) // (2 * channels) * (2 * channels)
+            pcm = np.frombuffer(data[body : body + size], dtype="<i2").reshape(-1, channels)
+            return (pcm.T * np.float32(1 / 32768)).astype(np.float32), sr
+        pos = body + size + (size & 1)
+    raise BackendError("The renderer's WAV has no audio data.")
+
+
+def _render_wave(midi: bytes) -> tuple[np.ndarray, int]:
+    """One midirenderer call (also the worker-process entry point: module level, picklable args)."""
     import midirenderer
-    import soundfile
 
     try:
         wav = midirenderer.render_wave_from(soundfont_bytes(), midi)
     except Exception as exc:  # the Rust renderer raises plain exceptions
         raise BackendError(f"Rendering the arrangement failed: {exc}") from exc
-    data, sr = soundfile.read(io.BytesIO(bytes(wav)), dtype="float32", always_2d=True)
-    return np.ascontiguousarray(data.T), int(sr)
+    return decode_wav(wav)
+
+
+def render_midi(midi: bytes) -> tuple[np.ndarray, int]:
+    """MIDI bytes -> float32 (channels, samples) audio with the bundled SoundFont."""
+    return _render_wave(midi)
+
+
+# Rendering is the cost (midirenderer: ~6 ms per audio second for its reverb/chorus even in silence,
+# plus the voices) and it holds the GIL. A long take is therefore cut in two at a whole second: the
+# notes starting before the cut, rendered with a reverb/release tail, plus the notes from the cut on,
+# shifted to time 0, rendered in a worker process at the same time. The synth is linear, so the sum
+# equals one render except for notes whose onset moves by one 64-sample block (1.3 ms, inaudible)
+# and tails longer than RENDER_TAIL. The cut depends only on the duration, never on the machine, so
+# a seed gives the same audio with or without the worker.
+RENDER_SPLIT_MIN_SECONDS = 8.0
+RENDER_TAIL = 3.0  # seconds rendered after the cut for the first half's releases and reverb
+RENDER_TAIL_FADE = 0.5
+WORKERS_ENV = "TEXTUNES_ARRANGER_WORKERS"  # "0" renders both halves in this process
+
+_pool = None
+_pool_failed = False
+_pool_lock = threading.Lock()
+
+
+def _render_pool():
+    """The one-worker process pool (lazily started), or None where it is off or unavailable."""
+    global _pool
+    if _pool_failed or os.environ.get(WORKERS_ENV, "").strip() == "0" or (os.cpu_count() or 1) < 2:
+        return None
+    with _pool_lock:
+        if _pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # forkserver/spawn, never fork: the bot and torch have threads a fork would copy mid-state
+            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(method))
+        return _pool
+
+
+def _segment_midi(pm, start: float, stop: float, render_to: float) -> bytes:
+    """MIDI of the notes with onset in [start, stop), shifted by -start, rendered up to ``render_to``."""
+    import pretty_midi
+
+    tempo = float(pm.get_tempo_changes()[1][0])
+    out = pretty_midi.PrettyMIDI(initial_tempo=tempo, resolution=pm.resolution)
+    for k, inst in enumerate(pm.instruments):
+        # the same instruments in the same order keep the same channels; controllers are all at t=0
+        part = pretty_midi.Instrument(program=inst.program, is_drum=inst.is_drum, name=inst.name)
+        part.control_changes = [
+            pretty_midi.ControlChange(c.number, c.value, max(0.0, c.time - start))
+            for c in inst.control_changes
+            if c.time < stop
+        ]
+        part.notes = [
+            pretty_midi.Note(n.velocity, n.pitch, n.start - start, min(n.end, render_to) - start)
+            for n in inst.notes
+            if start <= n.start < stop and n.start < render_to
+        ]
+        if k == 0:  # midirenderer stops at the last event: an inert controller (CC 110) sets the end
+            part.control_changes.append(pretty_midi.ControlChange(110, 0, render_to - start))
+        out.instruments.append(part)
+    return midi_bytes(out)
+
+
+def render_arrangement(pm, seconds: float) -> tuple[np.ndarray, int]:
+    """The first ``seconds`` of ``pm`` as float32 (channels, samples), halves rendered in parallel."""
+    if pm.get_tempo_changes()[0].size != 1 or seconds < RENDER_SPLIT_MIN_SECONDS:
+        return _render_wave(_segment_midi(pm, 0.0, math.inf, seconds))
+    cut = float(round(seconds / 2))
+    head_end = min(cut + RENDER_TAIL, seconds)
+    head_midi = _segment_midi(pm, 0.0, cut, head_end)
+    rest_midi = _segment_midi(pm, cut, math.inf, seconds)
+    pending = None
+    pool = _render_pool()
+    if pool is not None:
+        try:
+            pending = pool.submit(_render_wave, rest_midi)
+        except Exception:  # broken or shut-down pool: render here from now on
+            _disable_pool()
+    head, sr = _render_wave(head_midi)
+    rest = None
+    if pending is not None:
+        try:
+            rest, _ = pending.result()
+        except BackendError:
+            raise
+        except Exception:  # the worker died (killed, out of memory): same audio, in this process
+            _disable_pool()
+    if rest is None:
+        rest, _ = _render_wave(rest_midi)
+    n = int(round(seconds * sr))
+    out = np.zeros((max(head.shape[0], rest.shape[0]), n), dtype=np.float32)
+    head = head[:, : min(head.shape[1], n)]
+    fade = min(int(RENDER_TAIL_FADE * sr), head.shape[1])
+    if head_end < seconds and fade > 1:  # the cut-off tail fades instead of stopping with a click
+        head[:, -fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+    out[:, : head.shape[1]] += head
+    start = int(round(cut * sr))
+    m = min(rest.shape[1], n - start)
+    out[:, start : start + m] += rest[:, :m]
+    return out, sr
+
+
+def _disable_pool() -> None:
+    global _pool, _pool_failed
+    with _pool_lock:
+        _pool_failed = True
+        if _pool is not None:
+            _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
 
 
 def lofi_colour(audio: np.ndarray, sample_rate: int, seed: int) -> np.ndarray:
@@ -1785,7 +1919,7 @@ class ArrangerBackend:
             spec, seed, total_bars=total_bars, intro_bars=intro_bars, temperature=self.params.temperature
         )
         mid = midi_bytes(arrangement.midi)
-        audio, sr = render_midi(mid)
+        audio, sr = render_arrangement(arrangement.midi, float(spec.duration))
         audio = audio * RENDER_GAIN
         if arrangement.style == "lofi":
             audio = lofi_colour(audio, sr, seed)

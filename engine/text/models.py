@@ -194,6 +194,40 @@ class _Head:
         return out
 
 
+@dataclass
+class _Ensemble:
+    """Several softmax heads averaged in log-probability space, plus per-class offsets.
+
+    A member may predict a finer label set (e.g. GoEmotions' 28) that ``mapping`` (fine × coarse,
+    0/1) folds into this ensemble's classes by summing probabilities. Offsets are tuned for
+    macro-F1 on training rows (see scripts/train_text_models.py). Same interface as ``_Head``.
+    """
+
+    name: str
+    members: list[tuple[_Head, float, np.ndarray | None]]  # (head, weight, mapping or None)
+    classes: list[Any]
+    offsets: np.ndarray
+
+    @property
+    def blocks(self) -> list[str]:
+        return sorted({block for head, _, _ in self.members for block in head.blocks})
+
+    def score(self, features: dict[str, Any]) -> np.ndarray:
+        total_weight = sum(weight for _, weight, _ in self.members)
+        log_p: np.ndarray | None = None
+        for head, weight, mapping in self.members:
+            probs = head.score(features)
+            if mapping is not None:
+                probs = probs @ mapping
+            part = weight * np.log(probs + 1e-9)
+            log_p = part if log_p is None else log_p + part
+        assert log_p is not None
+        z = log_p / total_weight + self.offsets
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 class TextModels:
     """Loaded encoder + heads. Create with :meth:`load` (cached); methods are batch-first."""
 
@@ -208,7 +242,7 @@ class TextModels:
         self._encode_lock = threading.Lock()
         self._block_specs: dict[str, dict[str, Any]] = meta["blocks"]
         self._idf = {name: _expand_idf(arrays, name, spec) for name, spec in self._block_specs.items()}
-        self.heads: dict[str, _Head] = {}
+        self.heads: dict[str, _Head | _Ensemble] = {}
         for name, info in meta["heads"].items():
             blocks = info["blocks"]
             self.heads[name] = _Head(
@@ -220,6 +254,19 @@ class TextModels:
                 columns={b: arrays.get(f"{name}/cols/{b}") for b in blocks},
                 classes=info.get("classes", []),
                 temperature=float(info.get("temperature", 1.0)),
+            )
+        for name, info in meta.get("ensembles", {}).items():
+            members = []
+            for member in info["members"]:
+                head = self.heads[member["head"]]
+                assert isinstance(head, _Head)
+                mapping = arrays[member["map"]].astype(np.float32) if member.get("map") else None
+                members.append((head, float(member["weight"]), mapping))
+            self.heads[name] = _Ensemble(
+                name=name,
+                members=members,
+                classes=list(info["classes"]),
+                offsets=np.asarray(info["offsets"], dtype=np.float32),
             )
 
     # --- loading ---------------------------------------------------------------------------------

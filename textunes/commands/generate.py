@@ -18,11 +18,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--genre", action="append", default=[], help="genre (repeatable), e.g. Lofi")
     p.add_argument("--mood", action="append", default=[], help="mood (repeatable), e.g. Calm")
     p.add_argument("--instrument", action="append", default=[], help="instrument (repeatable), e.g. Piano")
-    p.add_argument("--keyword", action="append", default=[], help='free keyword (repeatable), e.g. "rainy night"')
+    p.add_argument(
+        "--keyword", action="append", default=[], help='free keyword (repeatable), e.g. "rainy night"'
+    )
     p.add_argument("--tempo", help="Slow / Medium / Fast, or a BPM such as 92")
     p.add_argument("--duration", help="seconds or m:ss (0:15, 0:30, 1:00; 5 s .. 3 min); default 15")
     p.add_argument("--prompt", help="free text added to the prompt")
-    p.add_argument("--from-text", metavar="FILE", help="analyse a document (.txt .md .pdf .docx .html) and score it")
+    p.add_argument(
+        "--from-text", metavar="FILE", help="analyse a document (.txt .md .pdf .docx .html) and score it"
+    )
     p.add_argument("--samples", type=int, default=1, help="takes per prompt (default 1)")
     p.add_argument("--seed", type=int, help="random seed (default: random, printed)")
     p.add_argument("--backend", choices=("auto", "musicgen", "arranger"), default="auto")
@@ -98,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else random.randrange(2**31)
 
     if analysis is not None:
-        print(f"analysis: {analysis.language}, topic {analysis.topic['name']}, emotion {analysis.emotion['label']}")
+        print(
+            f"analysis: {analysis.language}, topic {analysis.topic['name']}, emotion {analysis.emotion['label']}"
+        )
         for reason in analysis.reasons:
             print(f"  why: {reason}")
     print(f"prompt:  {spec.prompt}")
@@ -106,7 +112,11 @@ def run(args: argparse.Namespace) -> int:
     backend = load_backend(args.backend, model=args.model, device=args.device, dtype=args.dtype)
     params = {
         k: v
-        for k, v in (("guidance_scale", args.guidance), ("temperature", args.temperature), ("top_k", args.top_k))
+        for k, v in (
+            ("guidance_scale", args.guidance),
+            ("temperature", args.temperature),
+            ("top_k", args.top_k),
+        )
         if v is not None
     }
     if params:
@@ -125,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"backend: {backend.name} ({backend.model_id})")
     print(f"seed:    {seed}")
-    for path, track in zip(_output_paths(args.output, fmt, seed, len(tracks)), tracks):
+    for path, track in zip(_output_paths(args.output, fmt, seed, len(tracks)), tracks, strict=True):
         track = finish(track, duration=spec.duration, loop=args.loop)
         written = export(track, path, fmt=fmt)
         extra = f" + {written.with_suffix('.mid')}" if track.midi else ""
