@@ -250,3 +250,13 @@ def test_continuation_of_a_finished_track_keeps_its_level(backend):
     assert abs(before - after) < 4.0
     assert np.max(np.abs(longer.audio)) <= 0.96
     assert "finish" not in longer.meta  # the new take needs finishing again
+
+
+def test_render_stops_at_the_duration_without_changing_the_audio(backend):
+    from engine.generation.arranger import render_arrangement, render_midi
+
+    track = one(backend, seed=11, duration=9.0, genres=("Ambient",))
+    trimmed, sr = render_arrangement(midi_of(track), 9.0)
+    whole, _ = render_midi(track.midi)  # the untrimmed MIDI renders its release tails past 9 s
+    assert whole.shape[1] > trimmed.shape[1] == 9 * sr
+    assert np.array_equal(trimmed, whole[:, : 9 * sr])

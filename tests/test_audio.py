@@ -156,3 +156,28 @@ def test_tempo_estimator_on_a_click_track():
             i = int(k * 60 / bpm * SR)
             t[i : i + 200] = np.hanning(400)[200:] * (1.0 if k % 4 == 0 else 0.6)
         assert abs(estimate_tempo(t, SR) - bpm) / bpm < 0.02
+
+
+@pytest.mark.parametrize("sr", [48000, 44100, 22050])
+def test_fast_loudness_agrees_with_pyloudnorm(sr, arranged):
+    import pyloudnorm
+
+    signals = [synth_track(seconds=4.0, level=0.3, sr=sr).audio, np.zeros((2, sr // 10), np.float32)]
+    if sr == SR:
+        signals.append(arranged.audio)
+    for audio in signals:
+        padded = audio if audio.shape[1] >= 0.4 * sr else np.pad(audio, ((0, 0), (0, int(0.4 * sr))))
+        with np.errstate(divide="ignore"):
+            reference = pyloudnorm.Meter(sr).integrated_loudness(padded.T.astype(np.float64))
+        ours = loudness(audio, sr)
+        if np.isfinite(reference):
+            assert ours == pytest.approx(reference, abs=0.01)
+        else:
+            assert ours == -np.inf
+
+
+def test_finished_loudness_is_on_target_for_the_reference_meter(arranged):
+    import pyloudnorm
+
+    out = finish(arranged, target_lufs=-16.0)
+    assert abs(pyloudnorm.Meter(SR).integrated_loudness(out.audio.T.astype(np.float64)) - -16.0) <= 1.0

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import random
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -1608,39 +1606,10 @@ def render_midi(midi: bytes) -> tuple[np.ndarray, int]:
     return _render_wave(midi)
 
 
-# Rendering is the cost (midirenderer: ~6 ms per audio second for its reverb/chorus even in silence,
-# plus the voices) and it holds the GIL. A long take is therefore cut in two at a whole second: the
-# notes starting before the cut, rendered with a reverb/release tail, plus the notes from the cut on,
-# shifted to time 0, rendered in a worker process at the same time. The synth is linear, so the sum
-# equals one render except for notes whose onset moves by one 64-sample block (1.3 ms, inaudible)
-# and tails longer than RENDER_TAIL. The cut depends only on the duration, never on the machine, so
-# a seed gives the same audio with or without the worker.
-RENDER_SPLIT_MIN_SECONDS = 8.0
-RENDER_TAIL = 3.0  # seconds rendered after the cut for the first half's releases and reverb
-RENDER_TAIL_FADE = 0.5
-WORKERS_ENV = "TEXTUNES_ARRANGER_WORKERS"  # "0" renders both halves in this process
-
-_pool = None
-_pool_failed = False
-_pool_lock = threading.Lock()
-
-
-def _render_pool():
-    """The one-worker process pool (lazily started), or None where it is off or unavailable."""
-    global _pool
-    if _pool_failed or os.environ.get(WORKERS_ENV, "").strip() == "0" or (os.cpu_count() or 1) < 2:
-        return None
-    with _pool_lock:
-        if _pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            # forkserver/spawn, never fork: the bot and torch have threads a fork would copy mid-state
-            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(method))
-        return _pool
-
-
+# Rendering is the cost: midirenderer spends ~6 ms per audio second on its reverb/chorus even in
+# silence, plus the voices, and holds the GIL (two threads take twice as long). Measured on the shared
+# 2-core box, rendering halves in a worker process did not pay, so one render it is -- of exactly the
+# requested length (release tails past the end used to add 1-3 s of rendering that was cut off).
 def _segment_midi(pm, start: float, stop: float, render_to: float) -> bytes:
     """MIDI of the notes with onset in [start, stop), shifted by -start, rendered up to ``render_to``."""
     import pretty_midi
@@ -1667,51 +1636,9 @@ def _segment_midi(pm, start: float, stop: float, render_to: float) -> bytes:
 
 
 def render_arrangement(pm, seconds: float) -> tuple[np.ndarray, int]:
-    """The first ``seconds`` of ``pm`` as float32 (channels, samples), halves rendered in parallel."""
-    if pm.get_tempo_changes()[0].size != 1 or seconds < RENDER_SPLIT_MIN_SECONDS:
-        return _render_wave(_segment_midi(pm, 0.0, math.inf, seconds))
-    cut = float(round(seconds / 2))
-    head_end = min(cut + RENDER_TAIL, seconds)
-    head_midi = _segment_midi(pm, 0.0, cut, head_end)
-    rest_midi = _segment_midi(pm, cut, math.inf, seconds)
-    pending = None
-    pool = _render_pool()
-    if pool is not None:
-        try:
-            pending = pool.submit(_render_wave, rest_midi)
-        except Exception:  # broken or shut-down pool: render here from now on
-            _disable_pool()
-    head, sr = _render_wave(head_midi)
-    rest = None
-    if pending is not None:
-        try:
-            rest, _ = pending.result()
-        except BackendError:
-            raise
-        except Exception:  # the worker died (killed, out of memory): same audio, in this process
-            _disable_pool()
-    if rest is None:
-        rest, _ = _render_wave(rest_midi)
-    n = int(round(seconds * sr))
-    out = np.zeros((max(head.shape[0], rest.shape[0]), n), dtype=np.float32)
-    head = head[:, : min(head.shape[1], n)]
-    fade = min(int(RENDER_TAIL_FADE * sr), head.shape[1])
-    if head_end < seconds and fade > 1:  # the cut-off tail fades instead of stopping with a click
-        head[:, -fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
-    out[:, : head.shape[1]] += head
-    start = int(round(cut * sr))
-    m = min(rest.shape[1], n - start)
-    out[:, start : start + m] += rest[:, :m]
-    return out, sr
-
-
-def _disable_pool() -> None:
-    global _pool, _pool_failed
-    with _pool_lock:
-        _pool_failed = True
-        if _pool is not None:
-            _pool.shutdown(wait=False, cancel_futures=True)
-        _pool = None
+    """The first ``seconds`` of ``pm`` as float32 (channels, samples); nothing after is rendered."""
+    audio, sr = _render_wave(_segment_midi(pm, 0.0, math.inf, seconds))
+    return _fit(audio, int(round(seconds * sr))), sr
 
 
 def lofi_colour(audio: np.ndarray, sample_rate: int, seed: int) -> np.ndarray:
