@@ -174,6 +174,17 @@ async def run_job(bot, surface: Surface, job: JobRecord, plan: JobPlan) -> list[
         await surface.fail(f"🛑 **{plan.title}** — cancelled.")
         return []
     except JobFailed as exc:
+        if exc.reason == "shutdown":
+            # the bot is stopping: keep the job queued/running in the store so the next start
+            # (setup_hook → recover_unfinished → resume_job) finishes and posts it
+            log.info("job %s interrupted by shutdown; it resumes on the next start", job.id)
+            try:  # best effort: Discord's session may already be closing
+                await surface.update(
+                    f"⏸️ **{plan.title}** — the bot is restarting; the track follows when it is back."
+                )
+            except Exception:
+                log.debug("could not say that job %s is paused", job.id)
+            return []
         log.warning("job %s failed (%s): %s", job.id, exc.reason, exc.detail)
         await asyncio.to_thread(store.mark_failed, job.id, str(exc))
         await surface.fail(f"⚠️ **{plan.title}** failed: {exc}")

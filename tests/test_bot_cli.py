@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings
 from tests.fake_discord import FakeDiscord
 from textunes.cli import main
-from textunes.commands.bot import sync_commands
 
 SECRET = "fake-token-that-must-never-be-printed"
 EXPECTED = {"bgm", "bgm-from-text", "queue", "cancel", "categories"}
@@ -65,7 +63,7 @@ def test_sync_to_a_guild_publishes_every_command_and_hides_the_token(
     synced = {c["name"] for c in fake_in_thread.synced_commands[fake_in_thread.guild_id]}
     assert EXPECTED <= synced, synced
     assert None not in fake_in_thread.synced_commands  # nothing went global
-    assert f"to guild {fake_in_thread.guild_id}" in out.out and "/bgm" in out.out
+    assert str(fake_in_thread.guild_id) in out.out and "/bgm" in out.out
     assert SECRET not in out.out + out.err
     assert not fake_in_thread.identify_payloads  # REST only: syncing never opens the gateway
     bgm = next(c for c in fake_in_thread.synced_commands[fake_in_thread.guild_id] if c["name"] == "bgm")
@@ -73,24 +71,19 @@ def test_sync_to_a_guild_publishes_every_command_and_hides_the_token(
     assert genre.get("autocomplete") is True and genre.get("required") is True
 
 
-async def test_global_sync_helper(tmp_path: Path) -> None:
-    fake = FakeDiscord()
-    await fake.start()
-    import discord.gateway
-    import discord.http
-
-    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-    fake.point_discord_py_here()
-    try:
-        names, where = await sync_commands(
-            Settings(token=SECRET, data_dir=tmp_path, backend="arranger"), None
-        )
-    finally:
-        await fake.close()
-        discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
-    assert where == "globally"
-    assert EXPECTED <= set(names)
-    assert {c["name"] for c in fake.synced_commands[None]} == set(names)
+def test_sync_without_a_guild_is_global(
+    fake_in_thread: FakeDiscord,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    env_file = _env(monkeypatch, tmp_path, SECRET)
+    assert main(["bot", "--sync", "--env-file", str(env_file)]) == 0
+    out = capsys.readouterr()
+    synced = {c["name"] for c in fake_in_thread.synced_commands[None]}
+    assert EXPECTED <= synced, synced
+    assert fake_in_thread.guild_id not in fake_in_thread.synced_commands
+    assert SECRET not in out.out + out.err
 
 
 def test_missing_token_is_a_friendly_error(
@@ -116,3 +109,22 @@ def test_env_example_documents_every_setting() -> None:
     assert read and len(read) >= 15
     missing = {name for name in read if not re.search(rf"^#?\s*{name}=", example, re.M)}
     assert not missing, missing
+
+
+def test_the_bot_package_never_imports_torch() -> None:
+    """bot/ talks to the engine's asyncio API only; importing every cog must not pull in torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bot.bot, bot.delivery, bot.views, bot.embeds, textunes.commands.bot\n"
+        "from bot.bot import EXTENSIONS\n"
+        "import importlib\n"
+        "[importlib.import_module(e) for e in EXTENSIONS]\n"
+        "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
+        "print('HEAVY=' + ','.join(heavy))\n"
+    )
+    root = Path(__file__).parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY=\n" in done.stdout, done.stdout

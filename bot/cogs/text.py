@@ -10,9 +10,18 @@ from discord.ext import commands
 
 from bot.cogs.bgm import duration_choices, tempo_choices
 from bot.cogs.library import channel_block_reason, guild_limits
-from bot.delivery import JobPlan, analysis_summary, reply_ephemeral, start_interaction_job
+from bot.delivery import JobPlan, analysis_summary, capacity_refusal, reply_ephemeral, start_interaction_job
 from engine.errors import UserInputError
 from engine.text.ingest import check_upload, document_from_text, read_document
+
+
+async def fail_privately(interaction: discord.Interaction, message: str) -> None:
+    """After a public defer: drop the "thinking…" message and tell only the user what went wrong."""
+    try:
+        await interaction.delete_original_response()
+    except discord.HTTPException:
+        pass
+    await interaction.followup.send(message, ephemeral=True)
 
 
 def _split(text: str | None) -> tuple[str, ...]:
@@ -57,6 +66,11 @@ class TextMode(commands.Cog):
         except UserInputError as exc:
             await reply_ephemeral(interaction, f"⚠️ {exc}")
             return
+        # say "queue full / too many jobs" now, ephemerally, before downloading or analysing anything
+        refusal = await capacity_refusal(bot, interaction.user.id, interaction.guild_id)
+        if refusal:
+            await reply_ephemeral(interaction, f"⚠️ {refusal}")
+            return
         await interaction.response.defer(thinking=True)
         try:
             if file is not None:
@@ -75,14 +89,12 @@ class TextMode(commands.Cog):
                 keywords=_split(keywords),
             )
         except UserInputError as exc:
-            await interaction.edit_original_response(content=f"⚠️ {exc}")
+            await fail_privately(interaction, f"⚠️ {exc}")
             return
         limits = await asyncio.to_thread(guild_limits, store, interaction.guild_id, bot)
         max_duration = float(limits.get("max_duration") or bot.settings.max_duration)
         if analysis.spec.duration > max_duration:
-            await interaction.edit_original_response(
-                content=f"⚠️ This server allows tracks up to {max_duration:.0f} s."
-            )
+            await fail_privately(interaction, f"⚠️ This server allows tracks up to {max_duration:.0f} s.")
             return
         title = f"Music for “{doc.title}”" if doc.title else "Music for your text"
         plan = JobPlan(spec=analysis.spec, analysis=analysis_summary(analysis), title=title[:120])
