@@ -13,3 +13,20 @@ def tiny_musicgen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.tiny_musicgen import build_tiny_musicgen
 
     return build_tiny_musicgen(tmp_path_factory.mktemp("tiny-musicgen"))
+
+
+@pytest.fixture
+async def fake():
+    """A fake Discord on 127.0.0.1 with discord.py pointed at it (restored afterwards)."""
+    import discord.gateway
+    import discord.http
+
+    from tests.fake_discord import FakeDiscord
+
+    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    server = FakeDiscord()
+    await server.start()
+    server.point_discord_py_here()
+    yield server
+    await server.close()
+    discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved

@@ -4,78 +4,16 @@ against the fake Discord in tests/fake_discord on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import re
 from pathlib import Path
 
 import pytest
-import soundfile
 
-from bot.bot import create_bot
-from bot.settings import Settings
-from engine.jobs import EngineConfig
-from tests.fake_discord import FakeDiscord, StoredMessage
+from tests.bot_harness import embed_field, running_bot, seconds_of, settings_for
+from tests.fake_discord import FakeDiscord
 
 RECYCLE = "\N{CLOCKWISE RIGHTWARDS AND LEFTWARDS OPEN CIRCLE ARROWS}"
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-@pytest.fixture
-async def fake():
-    import discord.gateway
-    import discord.http
-
-    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-    server = FakeDiscord()
-    await server.start()
-    server.point_discord_py_here()
-    yield server
-    await server.close()
-    discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
-
-
-def settings_for(tmp_path: Path, **changes) -> Settings:
-    base = Settings(token="fake-token", data_dir=tmp_path, backend="arranger", progress_interval=0.0)
-    return base.with_(**changes)
-
-
-@contextlib.asynccontextmanager
-async def running_bot(fake: FakeDiscord, settings: Settings, connections: int = 1):
-    bot = create_bot(
-        settings,
-        engine_config=EngineConfig(
-            backend="arranger",
-            worker="thread",
-            max_queue=settings.max_queue,
-            per_user_limit=settings.per_user_jobs,
-        ),
-    )
-    task = asyncio.create_task(bot.start(settings.token))
-    try:
-        await fake.wait_connected(connections)
-        await fake.wait_until(
-            lambda: bot.get_guild(fake.guild_id) is not None, 15, "the guild in the bot's cache"
-        )
-        yield bot
-    finally:
-        await bot.close()
-        with contextlib.suppress(Exception):
-            await task
-
-
-def decode(message: StoredMessage) -> tuple[float, int]:
-    data = message.attachments[0].data
-    audio, rate = soundfile.read(io.BytesIO(data))
-    return len(audio) / rate, rate
-
-
-def embed_field(message: StoredMessage, name: str) -> str:
-    for embed in message.embeds:
-        for field in embed.get("fields", []):
-            if field["name"] == name:
-                return field["value"]
-    raise AssertionError(f"no embed field {name!r} in {message.embeds}")
 
 
 async def test_bgm_defers_reports_progress_and_posts_a_decodable_track(
@@ -89,7 +27,7 @@ async def test_bgm_defers_reports_progress_and_posts_a_decodable_track(
         assert inter.ack_seconds is not None and inter.ack_seconds < 3.0
         contents = [edit.get("content") or "" for edit in result.edits]
         assert any("generating" in c for c in contents), contents  # progress was shown before the result
-        seconds, _ = decode(result)
+        seconds = seconds_of(result)
         assert abs(seconds - 5.0) < 0.1
         assert result.attachments[0].filename.endswith(".mp3")
         assert "lo-fi" in result.embeds[0]["description"].lower()
@@ -136,7 +74,7 @@ async def test_bgm_from_text_shows_the_analysis_and_posts_audio(fake: FakeDiscor
     assert embed_field(result, "Emotion")
     assert "→" in embed_field(result, "Why this music")
     assert float(embed_field(result, "Valence / arousal").split("/")[0]) > 0  # a happy text
-    seconds, _ = decode(result)
+    seconds = seconds_of(result)
     assert abs(seconds - 5.0) < 0.1
 
 
@@ -191,7 +129,7 @@ async def test_regenerate_button_works_after_a_restart(fake: FakeDiscord, tmp_pa
         click = await fake.click(first, regen)
         result = await click.wait_result(timeout=60)
     assert embed_field(result, "Seed") != embed_field(first, "Seed")
-    seconds, _ = decode(result)
+    seconds = seconds_of(result)
     assert abs(seconds - 5.0) < 0.1
 
 
@@ -202,7 +140,7 @@ async def test_extend_button_adds_fifteen_seconds(fake: FakeDiscord, tmp_path: P
         ).wait_result()
         extend = next(i for i in first.custom_ids() if i.startswith("textunes:ext:"))
         result = await (await fake.click(first, extend)).wait_result(timeout=60)
-    seconds, _ = decode(result)
+    seconds = seconds_of(result)
     assert abs(seconds - 20.0) < 0.2
 
 

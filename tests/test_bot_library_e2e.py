@@ -14,7 +14,6 @@ from pathlib import Path
 
 import discord
 import numpy as np
-import pytest
 import soundfile
 from discord.ext import commands
 
@@ -35,20 +34,6 @@ class HostBot(commands.Bot):
     async def setup_hook(self) -> None:
         await self.load_extension("bot.cogs.library")
         await self.load_extension("bot.cogs.admin")
-
-
-@pytest.fixture
-async def fake():
-    import discord.gateway
-    import discord.http
-
-    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-    server = FakeDiscord()
-    await server.start()
-    server.point_discord_py_here()
-    yield server
-    await server.close()
-    discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
 
 
 @contextlib.asynccontextmanager

@@ -4,77 +4,13 @@ a full queue, /queue and /cancel between users, a PDF and pasted text for /bgm-f
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 from pathlib import Path
 
-import pytest
-import soundfile
-
-from bot.bot import create_bot
-from bot.settings import Settings
-from engine.jobs import EngineConfig
+from tests.bot_harness import embed_field, running_bot, seconds_of, settings_for
 from tests.fake_discord import FakeDiscord, StoredMessage
 from tests.test_ingest import make_pdf
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-@pytest.fixture
-async def fake():
-    import discord.gateway
-    import discord.http
-
-    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-    server = FakeDiscord()
-    await server.start()
-    server.point_discord_py_here()
-    yield server
-    await server.close()
-    discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
-
-
-def settings_for(tmp_path: Path, **changes) -> Settings:
-    return Settings(token="fake-token", data_dir=tmp_path, backend="arranger", progress_interval=0.0).with_(
-        **changes
-    )
-
-
-@contextlib.asynccontextmanager
-async def running_bot(fake: FakeDiscord, settings: Settings, connections: int = 1):
-    bot = create_bot(
-        settings,
-        engine_config=EngineConfig(
-            backend="arranger",
-            worker="thread",
-            max_queue=settings.max_queue,
-            per_user_limit=settings.per_user_jobs,
-        ),
-    )
-    task = asyncio.create_task(bot.start(settings.token))
-    try:
-        await fake.wait_connected(connections)
-        await fake.wait_until(
-            lambda: bot.get_guild(fake.guild_id) is not None, 15, "the guild in the bot's cache"
-        )
-        yield bot
-    finally:
-        await bot.close()
-        with contextlib.suppress(Exception):
-            await task
-
-
-def seconds_of(message: StoredMessage) -> float:
-    audio, rate = soundfile.read(io.BytesIO(message.attachments[0].data))
-    return len(audio) / rate
-
-
-def embed_field(message: StoredMessage, name: str) -> str:
-    for embed in message.embeds:
-        for field in embed.get("fields", []):
-            if field["name"] == name:
-                return field["value"]
-    raise AssertionError(f"no embed field {name!r} in {message.embeds}")
 
 
 async def test_full_queue_refuses_politely_and_only_owners_cancel(fake: FakeDiscord, tmp_path: Path) -> None:

@@ -224,3 +224,35 @@ def test_book_split_matches_training_script() -> None:
     assert len(books.split.test) == 750 and len(set(books.category_ids[books.split.test])) == 30
     again = datasets.load_book_titles()
     np.testing.assert_array_equal(books.split.test, again.split.test)
+
+
+# --- ensembles (log-probability averages of heads) ---------------------------------------------------
+
+
+def test_ensemble_heads_are_stored_and_fold_fine_labels(models: TextModels) -> None:
+    meta = json.loads((MODEL_DIR / META_FILE).read_text(encoding="utf-8"))
+    emotion_en = meta["heads"]["emotion_en"]
+    assert emotion_en["kind"] == "ensemble" and emotion_en["classes"] == list(EKMAN_LABELS)
+    fine_member = next(m for m in emotion_en["members"] if m["head"] == "emotion_en_fine")
+    with np.load(MODEL_DIR / HEADS_FILE, allow_pickle=False) as npz:
+        mapping = npz[fine_member["map"]]
+    # 28 GoEmotions labels, each folded into exactly one Ekman label, as the label table says.
+    fine_classes = meta["heads"]["emotion_en_fine"]["classes"]
+    assert mapping.shape == (28, 7) and np.all(mapping.sum(axis=1) == 1)
+    for row, label in zip(mapping, fine_classes, strict=True):
+        assert EKMAN_LABELS[int(np.argmax(row))] == GOEMOTIONS_28[label][0]
+    probs = models.emotion_probabilities(["I can't believe you did this to me, I'm furious"], ["en"])
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert EKMAN_LABELS[int(np.argmax(probs[0]))] == "anger"
+
+
+def test_topic_description_prototypes_point_at_their_category(models: TextModels) -> None:
+    from engine.text.labels import TOPIC_DESCRIPTIONS
+
+    assert set(TOPIC_DESCRIPTIONS) == set(range(len(BOOK_CATEGORIES)))
+    desc_head = models.heads["topic_desc"]
+    ids = desc_head.classes
+    texts = [TOPIC_DESCRIPTIONS[i] for i in ids]
+    probs = desc_head.score({"use": models.embed(texts)})
+    # Each description is nearest to its own prototype: the columns are in class order.
+    assert [ids[j] for j in np.argmax(probs, axis=1)] == ids

@@ -1,0 +1,59 @@
+"""Shared pieces of the bot's end-to-end tests: the real bot over the fake Discord."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+from pathlib import Path
+
+import soundfile
+
+from bot.bot import create_bot
+from bot.settings import Settings
+from engine.jobs import EngineConfig
+from tests.fake_discord import FakeDiscord, StoredMessage
+
+
+def settings_for(tmp_path: Path, **changes) -> Settings:
+    base = Settings(token="fake-token", data_dir=tmp_path, backend="arranger", progress_interval=0.0)
+    return base.with_(**changes)
+
+
+@contextlib.asynccontextmanager
+async def running_bot(fake: FakeDiscord, settings: Settings, connections: int = 1):
+    """The real bot (arranger backend, thread worker for speed) connected to ``fake``."""
+    bot = create_bot(
+        settings,
+        engine_config=EngineConfig(
+            backend="arranger",
+            worker="thread",
+            max_queue=settings.max_queue,
+            per_user_limit=settings.per_user_jobs,
+        ),
+    )
+    task = asyncio.create_task(bot.start(settings.token))
+    try:
+        await fake.wait_connected(connections)
+        await fake.wait_until(
+            lambda: bot.get_guild(fake.guild_id) is not None, 15, "the guild in the bot's cache"
+        )
+        yield bot
+    finally:
+        await bot.close()
+        with contextlib.suppress(Exception):
+            await task
+
+
+def seconds_of(message: StoredMessage) -> float:
+    """Duration of the message's first attachment, decoded."""
+    audio, rate = soundfile.read(io.BytesIO(message.attachments[0].data))
+    return len(audio) / rate
+
+
+def embed_field(message: StoredMessage, name: str) -> str:
+    for embed in message.embeds:
+        for field in embed.get("fields", []):
+            if field["name"] == name:
+                return field["value"]
+    raise AssertionError(f"no embed field {name!r} in {message.embeds}")
