@@ -157,3 +157,42 @@ def to_valence_arousal(fine_labels: Iterable[str], scheme: str) -> tuple[float, 
     if not points:
         return 0.0, 0.0
     return (sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points))
+
+
+# One-sentence descriptions of the book32 categories (by id). Their embeddings act as class
+# prototypes that the topic head blends with the title classifier: with ~100 titles per class,
+# a hand-written description adds what few titles show (bench/text_quality.py measures it).
+TOPIC_DESCRIPTIONS: dict[int, str] = {
+    0: "A book about art, painting, drawing, photography, design, architecture, music and film.",
+    1: "A biography or memoir: the life story of a famous person, told by themselves or others.",
+    2: "A book about business, money, investing, finance, management, marketing and careers.",
+    3: "A wall calendar for the year with monthly pictures of animals, landscapes or art.",
+    4: "A picture book or story for young children and kids, with animals, ABCs and bedtime tales.",
+    5: "A comic book, graphic novel or manga with superheroes, volumes and illustrated stories.",
+    6: "A book about computers, programming, software, the internet, data and technology.",
+    7: "A cookbook of recipes: cooking, baking, food, wine, drinks and healthy meals.",
+    8: "A book about crafts, hobbies and the home: knitting, sewing, quilting, woodworking, gardening.",
+    9: "A Christian book or Bible: Jesus, God, faith, prayer, church and devotionals.",
+    10: "A book about engineering and transportation: mechanics, electronics, cars, aircraft, trains.",
+    11: "A book about health, fitness and dieting: weight loss, exercise, nutrition and wellness.",
+    12: "A history book about wars, empires, ancient civilizations, nations and historical events.",
+    13: "A humor and entertainment book: jokes, puzzles, games, television, movies and celebrities.",
+    14: "A book about law: legal cases, courts, the constitution, crime, rights and lawyers.",
+    15: "A novel or literary fiction: stories, poetry, classic literature and short stories.",
+    16: "A medical textbook about medicine, nursing, anatomy, clinical practice and disease.",
+    17: "A mystery, thriller or suspense novel: detectives, murder, crime, spies and secrets.",
+    18: "A book about parenting and relationships: raising children, marriage, family and love.",
+    19: "A book about politics and social sciences: government, society, sociology, economics.",
+    20: "A reference book: a dictionary, encyclopedia, atlas, guide, language learning or handbook.",
+    21: "A book about religion and spirituality: Buddhism, Islam, meditation, the soul and mysticism.",
+    22: "A romance novel about love, passion, a bride, a cowboy, a duke and a happy ending.",
+    23: "A book about science and mathematics: physics, biology, chemistry, algebra and nature.",
+    24: "A science fiction or fantasy novel: space, aliens, magic, dragons, wizards and other worlds.",
+    25: "A self-help book about personal growth, happiness, success, habits and motivation.",
+    26: "A book about sports and the outdoors: baseball, football, hiking, fishing, hunting, climbing.",
+    27: "A novel for teens and young adults about high school, growing up, friendship and first love.",
+    28: "A test preparation guide for exams such as the SAT, GRE, GMAT, bar exam and certification tests.",
+    29: "A travel guide to a country or city: maps, trips, hotels, tours and places to visit.",
+    30: "A book about gay and lesbian lives, LGBT identity, queer stories and coming out.",
+    31: "A book about education and teaching: teachers, classrooms, curriculum and learning.",
+}
