@@ -17,8 +17,17 @@ from engine.prompt import build_spec
 MAX_CHOICES = 25  # Discord's limit for autocomplete answers
 
 
-def _split(text: str | None) -> list[str]:
+def split_list(text: str | None) -> list[str]:
+    """A comma-separated option ("Lofi, Jazz") as its non-empty parts."""
     return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def duration_refusal(bot, limits: dict, seconds: float) -> str | None:
+    """Why ``seconds`` is too long for this server (its /admin limit, else the bot's), or None."""
+    max_duration = float(limits.get("max_duration") or bot.settings.max_duration)
+    if seconds > max_duration:
+        return f"⚠️ This server allows tracks up to {max_duration:.0f} s; you asked for {seconds:.0f} s."
+    return None
 
 
 def _choice_name(en: str, ko: str) -> str:
@@ -94,25 +103,22 @@ class Bgm(commands.Cog):
         limits = await asyncio.to_thread(guild_limits, store, interaction.guild_id, bot)
         defaults = await asyncio.to_thread(store.user_settings, interaction.user.id)
         try:
-            genres, extra_g = split_guild_names(bot, interaction.guild_id, "genres", _split(genre))
-            moods, extra_m = split_guild_names(bot, interaction.guild_id, "moods", _split(mood))
+            genres, extra_g = split_guild_names(bot, interaction.guild_id, "genres", split_list(genre))
+            moods, extra_m = split_guild_names(bot, interaction.guild_id, "moods", split_list(mood))
             spec = build_spec(
                 genres=tuple(genres),
                 moods=tuple(moods),
-                instruments=tuple(_split(instruments)),
-                keywords=tuple(_split(keywords) + extra_g + extra_m),
+                instruments=tuple(split_list(instruments)),
+                keywords=tuple(split_list(keywords) + extra_g + extra_m),
                 tempo=tempo or defaults.get("tempo"),
                 duration=duration or defaults.get("duration") or 15,
             )
         except UserInputError as exc:
             await reply_ephemeral(interaction, f"⚠️ {exc}")
             return
-        max_duration = float(limits.get("max_duration") or bot.settings.max_duration)
-        if spec.duration > max_duration:
-            await reply_ephemeral(
-                interaction,
-                f"⚠️ This server allows tracks up to {max_duration:.0f} s; you asked for {spec.duration:.0f} s.",
-            )
+        too_long = duration_refusal(bot, limits, spec.duration)
+        if too_long:
+            await reply_ephemeral(interaction, too_long)
             return
         max_samples = int(limits.get("max_samples") or bot.settings.max_samples)
         if samples > max_samples:

@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.bgm import duration_choices, tempo_choices
+from bot.cogs.bgm import duration_choices, duration_refusal, split_list, tempo_choices
 from bot.cogs.library import channel_block_reason, guild_limits
 from bot.delivery import JobPlan, analysis_summary, capacity_refusal, reply_ephemeral, start_interaction_job
 from engine.errors import UserInputError
@@ -22,10 +22,6 @@ async def fail_privately(interaction: discord.Interaction, message: str) -> None
     except discord.HTTPException:
         pass
     await interaction.followup.send(message, ephemeral=True)
-
-
-def _split(text: str | None) -> tuple[str, ...]:
-    return tuple(part.strip() for part in (text or "").split(",") if part.strip())
 
 
 class TextMode(commands.Cog):
@@ -86,15 +82,15 @@ class TextMode(commands.Cog):
                 title=doc.title,
                 tempo=tempo,
                 duration=duration or 15,
-                keywords=_split(keywords),
+                keywords=tuple(split_list(keywords)),
             )
         except UserInputError as exc:
             await fail_privately(interaction, f"⚠️ {exc}")
             return
         limits = await asyncio.to_thread(guild_limits, store, interaction.guild_id, bot)
-        max_duration = float(limits.get("max_duration") or bot.settings.max_duration)
-        if analysis.spec.duration > max_duration:
-            await fail_privately(interaction, f"⚠️ This server allows tracks up to {max_duration:.0f} s.")
+        too_long = duration_refusal(bot, limits, analysis.spec.duration)
+        if too_long:
+            await fail_privately(interaction, too_long)
             return
         title = f"Music for “{doc.title}”" if doc.title else "Music for your text"
         plan = JobPlan(spec=analysis.spec, analysis=analysis_summary(analysis), title=title[:120])
