@@ -230,7 +230,9 @@ def main() -> int:
     p.add_argument("--max-batch", type=int, default=8)
     # fp32 + static KV cache measured fastest on this AVX2-only CPU (bf16 is emulated there, see
     # bench/generate.py); on CPUs with native bf16 (AVX512-BF16/AMX) try --dtype bfloat16.
-    p.add_argument("--dtype", default="float32", help="engine dtype (default float32)")
+    p.add_argument(
+        "--dtype", default="auto", help="engine dtype (default auto: int8 on CPU without native bf16)"
+    )
     p.add_argument(
         "--static-cache",
         action=argparse.BooleanOptionalAction,

@@ -53,9 +53,13 @@ ROWS = {
     "bf16-b8": Row("bf16-b8", "musicgen batched", "bfloat16", 8, 1),
     "bf16-b8-static": Row("bf16-b8-static", "musicgen batched + static KV", "bfloat16", 8, 1, True),
     "bf16-b16": Row("bf16-b16", "musicgen batched", "bfloat16", 16, 1),
+    "int8-b1": Row("int8-b1", "musicgen int8 (1 prompt/call)", "int8", 1, 1),
+    "int8-b8": Row("int8-b8", "musicgen batched", "int8", 8, 1),
+    "int8-b8-static": Row("int8-b8-static", "musicgen batched + static KV", "int8", 8, 1, True),
+    "int8-b16": Row("int8-b16", "musicgen batched", "int8", 16, 1),
 }
-DEFAULT_ROWS = ("naive", "fp32-b8", "fp32-b8-static", "bf16-b8", "bf16-b8-static", "bf16-b16")
-QUICK_ROWS = ("naive", "bf16-b8", "bf16-b8-static")
+DEFAULT_ROWS = ("naive", "fp32-b8", "int8-b1", "int8-b8", "int8-b8-static", "int8-b16")
+QUICK_ROWS = ("naive", "int8-b8", "int8-b8-static")
 
 
 def _specs(n: int, seconds: float):

@@ -234,6 +234,54 @@ def test_static_cache_option_generates(tiny_musicgen_dir: Path) -> None:
     assert tracks[0].meta["static_cache"] is True
 
 
+def test_int8_quantises_linear_layers_keeps_codec_float_and_stays_close_to_float32(
+    tiny_musicgen_dir: Path, backend
+) -> None:
+    import torch
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+    from engine.generation.musicgen import MusicGenBackend
+
+    int8 = MusicGenBackend(str(tiny_musicgen_dir), device="cpu", dtype="int8", threads=1)
+    assert int8.model is not backend.model  # its own copy: the float32 one is left untouched
+    linears = [m for m in int8.model.decoder.modules() if isinstance(m, torch.nn.Linear)]
+    quantised = [m for m in int8.model.decoder.modules() if isinstance(m, DynamicInt8Linear)]
+    assert quantised and not linears
+    assert any(isinstance(m, DynamicInt8Linear) for m in int8.model.text_encoder.modules())
+    assert next(int8.model.audio_encoder.parameters()).dtype == torch.float32
+
+    # the same decoder step in both: int8 logits must track the float32 ones closely
+    inputs = backend.processor(text=["calm lofi piano"], return_tensors="pt")
+    codes = torch.randint(0, backend.model.decoder.config.vocab_size, (backend.num_codebooks, 6))
+    with torch.inference_mode():
+        ref = backend.model(**inputs, decoder_input_ids=codes).logits.flatten()
+        got = int8.model(**inputs, decoder_input_ids=codes).logits.flatten()
+    cosine = torch.nn.functional.cosine_similarity(ref, got, dim=0).item()
+    assert cosine > 0.98, cosine
+
+    track = int8.generate([spec("lofi", 0.3)], seed=1)[0]
+    assert track.meta["dtype"] == "int8-dynamic" and np.isfinite(track.audio).all()
+    assert track.audio.shape == (1, int(0.3 * SR))
+
+
+def test_precision_choice_auto_int8_override_and_gpu_refusal(monkeypatch) -> None:
+    import torch
+
+    from engine.device import InvalidDevice, pick_precision
+
+    monkeypatch.setenv("TEXTUNES_CPU_BF16", "0")
+    monkeypatch.setenv("TEXTUNES_CPU_INT8", "0")
+    assert pick_precision("auto", "cpu") == (torch.float32, False)
+    monkeypatch.setenv("TEXTUNES_CPU_INT8", "1")
+    assert pick_precision("auto", "cpu") == (torch.float32, True)
+    assert pick_precision("float32", "cpu") == (torch.float32, False)
+    assert pick_precision("bf16", "cpu") == (torch.bfloat16, False)
+    with pytest.raises(InvalidDevice, match="CPU only"):
+        pick_precision("int8", "cuda")
+    with pytest.raises(InvalidDevice, match="int8"):
+        pick_precision("int4", "cpu")
+
+
 # -- backend selection ----------------------------------------------------------------------------
 
 
