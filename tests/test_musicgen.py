@@ -264,6 +264,28 @@ def test_int8_quantises_linear_layers_keeps_codec_float_and_stays_close_to_float
     assert track.audio.shape == (1, int(0.3 * SR))
 
 
+def test_codec_decodes_big_batches_a_few_rows_at_a_time_with_the_same_audio(backend) -> None:
+    import torch
+
+    from engine.generation.musicgen import _decode_in_chunks
+
+    codec = backend.model.audio_encoder
+    whole = type(codec).decode.__get__(codec)  # the library's own decode, unwrapped
+    calls: list[int] = []
+
+    def counting(codes, *args, **kwargs):
+        calls.append(codes.shape[1])
+        return whole(codes, *args, **kwargs)
+
+    vocab = codec.config.codebook_size
+    codes = torch.randint(0, vocab, (1, 5, backend.num_codebooks, 10))
+    with torch.inference_mode():
+        expected = whole(codes, [None]).audio_values
+        got = _decode_in_chunks(counting, budget_frames=20)(codes, [None]).audio_values
+    assert calls == [2, 2, 1]  # 20 frames of budget / 10 frames per row
+    assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-5)
+
+
 def test_precision_choice_auto_int8_override_and_gpu_refusal(monkeypatch) -> None:
     import torch
 

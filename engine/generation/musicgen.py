@@ -99,6 +99,37 @@ def _quantize_int8(model: Any) -> None:
                 )
 
 
+# EnCodec's last layers hold (rows, 64, samples) float32 activations: 16 rows of 30 s would need several
+# GB at once. Decoding at most this many audio-seconds per call bounds that; the codec has no batch-wide
+# state, so the result is the same.
+DECODE_BUDGET_SECONDS = 40.0
+
+
+def _decode_in_chunks(decode: Callable[..., Any], budget_frames: int) -> Callable[..., Any]:
+    """Wrap ``EncodecModel.decode`` so a big batch of codes is decoded a few rows at a time."""
+    import torch
+
+    def chunked(audio_codes, audio_scales=None, *args: Any, **kwargs: Any):
+        rows = audio_codes.shape[1]
+        step = max(1, budget_frames // max(1, audio_codes.shape[-1]))
+        if rows <= step:
+            return decode(audio_codes, audio_scales, *args, **kwargs)
+        outputs = []
+        for start in range(0, rows, step):
+            scales = audio_scales
+            if audio_scales is not None:  # per frame: None, or a (rows, 1) tensor to slice with the codes
+                scales = [sc[start : start + step] if torch.is_tensor(sc) else sc for sc in audio_scales]
+            outputs.append(decode(audio_codes[:, start : start + step], scales, *args, **kwargs))
+        first = outputs[0]
+        values = torch.cat([out[0] for out in outputs], dim=0)
+        if isinstance(first, tuple):
+            return (values, *first[1:])
+        first["audio_values"] = values
+        return first
+
+    return chunked
+
+
 def _load_model(
     model_id_or_path: str, device: Any, dtype: Any, local_files_only: bool, int8: bool = False
 ) -> _LoadedModel:
@@ -144,6 +175,8 @@ def _load_model(
         model.eval()
         if int8:
             _quantize_int8(model)
+        frames = int(DECODE_BUDGET_SECONDS * model.config.audio_encoder.frame_rate)
+        model.audio_encoder.decode = _decode_in_chunks(model.audio_encoder.decode, frames)
         loaded = _LoadedModel(processor, model, device, dtype, is_melody, threading.Lock())
         _MODELS[key] = loaded
         return loaded
