@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from bot.ratelimit import Rate
 from engine.errors import UserInputError
 
 
@@ -32,6 +33,10 @@ class Settings:
     max_duration: float = 120.0  # seconds a user may ask for
     max_samples: int = 4
     max_file_bytes: int = 2_000_000  # documents for /bgm-from-text
+    # music-making actions per member (per server) and per server; the defaults match the store's
+    # GUILD_DEFAULTS so /admin limits shows what is enforced. Rate(0) turns a limit off.
+    user_rate: Rate = Rate(6, 60.0)
+    guild_rate: Rate = Rate(30, 60.0)
     data_dir: Path = Path("var")
     store_path: Path | None = None  # default data_dir / "textunes.db"
     audio_format: str = "mp3"
@@ -78,6 +83,14 @@ class Settings:
                 raise SettingsError(f"{name} must be positive, got {raw!r}.")
             return value
 
+        def rate(raw: str | None, name: str, default: Rate) -> Rate:
+            if raw is None:
+                return default
+            try:
+                return Rate.parse(raw, name)
+            except UserInputError as exc:
+                raise SettingsError(str(exc)) from None
+
         backend = (text("TEXTUNES_BACKEND", "auto") or "auto").lower()
         if backend not in ("auto", "musicgen", "arranger"):
             raise SettingsError(f"TEXTUNES_BACKEND must be auto, musicgen or arranger, got {backend!r}.")
@@ -101,6 +114,8 @@ class Settings:
             max_duration=number("TEXTUNES_MAX_DURATION", 120.0, float),
             max_samples=number("TEXTUNES_MAX_SAMPLES", 4),
             max_file_bytes=number("TEXTUNES_MAX_FILE_BYTES", 2_000_000),
+            user_rate=rate(text("TEXTUNES_USER_RATE"), "TEXTUNES_USER_RATE", Rate(6, 60.0)),
+            guild_rate=rate(text("TEXTUNES_GUILD_RATE"), "TEXTUNES_GUILD_RATE", Rate(30, 60.0)),
             data_dir=Path(text("TEXTUNES_DATA_DIR", "var") or "var"),
             store_path=Path(store) if store else None,
             audio_format=audio_format,

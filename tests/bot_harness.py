@@ -21,11 +21,18 @@ def settings_for(tmp_path: Path, **changes) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def running_bot(fake: FakeDiscord, settings: Settings, connections: int = 1):
-    """The real bot (arranger backend, thread worker for speed) connected to ``fake``."""
+async def running_bot(
+    fake: FakeDiscord, settings: Settings, connections: int = 1, engine_config: EngineConfig | None = None
+):
+    """The real bot (arranger backend, thread worker for speed) connected to ``fake``.
+
+    ``engine_config`` replaces that engine set-up, e.g. ``EngineConfig(backend_factory=...)`` to
+    inject a fault into the model layer (tests/test_jobs.py ``FaultyBackend``).
+    """
     bot = create_bot(
         settings,
-        engine_config=EngineConfig(
+        engine_config=engine_config
+        or EngineConfig(
             backend="arranger",
             worker="thread",
             max_queue=settings.max_queue,

@@ -63,7 +63,8 @@ class TextMode(commands.Cog):
             await reply_ephemeral(interaction, f"⚠️ {exc}")
             return
         # say "queue full / too many jobs" now, ephemerally, before downloading or analysing anything
-        refusal = await capacity_refusal(bot, interaction.user.id, interaction.guild_id)
+        # (only a look at the rate limit: start_interaction_job counts the request once it starts)
+        refusal = await capacity_refusal(bot, interaction.user.id, interaction.guild_id, charge=False)
         if refusal:
             await reply_ephemeral(interaction, f"⚠️ {refusal}")
             return

@@ -128,24 +128,49 @@ def guess_language(text: str) -> str:
 # --- feature blocks --------------------------------------------------------------------------------
 
 
+def morpheme_strings(texts: Sequence[str]) -> list[str]:
+    """Each text as kiwipiepy morphemes "form/TAG" joined by spaces (the Korean n-gram tokens).
+
+    Morphemes strip Korean's agglutinated endings (재밌었다 → 재밌/VA 었/EP 다/EF), so n-grams
+    of them generalise across inflections where character n-grams only partly do.
+    """
+    from engine.text.summary import _kiwi_lock, get_kiwi
+
+    kiwi = get_kiwi()
+    with _kiwi_lock:  # one shared Kiwi instance (see summary.get_kiwi)
+        tokenized = list(kiwi.tokenize([t if t.strip() else " " for t in texts]))
+    return [" ".join(f"{'_'.join(tok.form.split())}/{tok.tag}" for tok in toks) for toks in tokenized]
+
+
 def _hashed_block(texts: Sequence[str], spec: dict[str, Any], idf: np.ndarray | None) -> Any:
     """Sparse hashed n-gram features, TF-IDF weighted and L2-normalised, as at training time.
 
     sklearn's HashingVectorizer is stateless (murmurhash of each n-gram), so nothing but the
-    parameters in ``spec`` and the idf array has to be stored.
+    parameters in ``spec`` and the idf array has to be stored. ``spec["analyzer"] == "morph"``
+    hashes n-grams of kiwipiepy morphemes; ``spec["binary"]`` gives 0/1 presence features with no
+    idf or normalisation (the NB-SVM head folds its log-count ratios into its weights).
     """
     from sklearn.feature_extraction.text import HashingVectorizer
     from sklearn.preprocessing import normalize
 
+    texts = list(texts)
+    binary = bool(spec.get("binary", False))
+    if spec["analyzer"] == "morph":
+        texts = morpheme_strings(texts)
+        options: dict[str, Any] = {"analyzer": "word", "token_pattern": r"\S+", "lowercase": False}
+    else:
+        options = {"analyzer": spec["analyzer"], "lowercase": True}
     vectorizer = HashingVectorizer(
-        analyzer=spec["analyzer"],
         ngram_range=tuple(spec["ngram_range"]),
         n_features=spec["n_features"],
         alternate_sign=False,
         norm=None,
-        lowercase=True,
+        binary=binary,
+        **options,
     )
-    counts = vectorizer.transform(list(texts)).tocsr().astype(np.float32)
+    counts = vectorizer.transform(texts).tocsr().astype(np.float32)
+    if binary:
+        return counts
     if spec.get("sublinear_tf", True):
         counts.data = 1.0 + np.log(counts.data)
     if idf is not None:
@@ -153,8 +178,10 @@ def _hashed_block(texts: Sequence[str], spec: dict[str, Any], idf: np.ndarray | 
     return normalize(counts, norm="l2", copy=False)
 
 
-def _expand_idf(arrays: dict[str, np.ndarray], block: str, spec: dict[str, Any]) -> np.ndarray:
+def _expand_idf(arrays: dict[str, np.ndarray], block: str, spec: dict[str, Any]) -> np.ndarray | None:
     """Full idf vector from the stored (columns seen in training, values) + the unseen default."""
+    if spec.get("binary"):
+        return None
     idf = np.full(spec["n_features"], float(spec["idf_default"]), dtype=np.float32)
     idf[arrays[f"idf/{block}/cols"]] = arrays[f"idf/{block}/vals"].astype(np.float32)
     return idf

@@ -150,6 +150,21 @@ class StoredMessage:
         return payload
 
 
+@dataclass
+class Stall:
+    """A request the fake holds open until ``release()`` (see ``FakeDiscord.stall_next``)."""
+
+    method: str
+    rx: re.Pattern
+    deliver: bool
+    files_only: bool
+    held: list[RecordedRequest] = field(default_factory=list)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
 class FakeInteraction:
     """One interaction the test injected, and everything the bot did in answer to it."""
 
@@ -253,9 +268,17 @@ class FakeDiscord:
         self.identify_payloads: list[dict] = []
         self._sockets: list[tuple[web.WebSocketResponse, itertools.count]] = []
         self._failures: list[dict] = []
+        self._stalls: list[Stall] = []
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        # delivery-fault knobs, all off by default (see deny_permission, expire_interaction, block_dms)
+        self.max_upload_bytes: int | None = None  # an attachment over this answers 413 code 40005
+        self.denied: dict[int, set[str]] = {}  # channel id -> permissions the bot lacks there
+        self._denied_in_interactions: set[int] = set()
+        self._expired_tokens: dict[str, int] = {}  # interaction token -> status its webhook answers
+        self.dm_channels: dict[str, int] = {}  # user id -> id of the bot's DM channel with them
+        self._dms_blocked: set[str] = set()
 
     # ----------------------------------------------------------------- set-up
     def new_id(self) -> int:
@@ -269,6 +292,10 @@ class FakeDiscord:
 
     def user_id(self, name: str) -> int:
         return int(self.users[name]["id"])
+
+    def add_user(self, name: str) -> dict:
+        """Another guild member; add before the bot connects so the guild payload lists it."""
+        return self.users.setdefault(name, self._user(name))
 
     @property
     def base_url(self) -> str:
@@ -290,6 +317,7 @@ class FakeDiscord:
         app.router.add_post(api + "/webhooks/{app}/{token}", self._webhook_execute)
         app.router.add_route("*", api + "/webhooks/{app}/{token}/messages/{mid}", self._webhook_message)
         app.router.add_post(api + "/channels/{cid}/messages", self._channel_send)
+        app.router.add_post(api + "/users/@me/channels", self._open_dm)
         app.router.add_route("*", api + "/channels/{cid}/messages/{mid}", self._channel_message)
         app.router.add_route("*", api + "/channels/{cid}/messages/{mid}/reactions/{emoji}/{who}", self._reaction)
         self._runner = web.AppRunner(app, handle_signals=False)
@@ -306,6 +334,8 @@ class FakeDiscord:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(f"ws://127.0.0.1:{self.port}/gateway")
 
     async def close(self) -> None:
+        for stall in self._stalls:  # let held requests finish so the server can shut down
+            stall.release()
         for ws, _ in list(self._sockets):
             await ws.close()
         if self._runner is not None:
@@ -335,11 +365,51 @@ class FakeDiscord:
         return [m for m in self.messages.values() if m.channel_id == cid and m.webhook_id is None]
 
     # --------------------------------------------------------- fault injection
-    def fail_next(self, method: str, path_pattern: str, *, status: int = 503, times: int = 1, retry_after: float = 0.05):
-        """The next ``times`` matching requests answer ``status`` (429 carries ``retry_after``)."""
+    def fail_next(self, method: str, path_pattern: str, *, status: int = 503, times: int = 1, retry_after: float = 0.05,
+                  files_only: bool = False, body: dict | None = None):
+        """The next ``times`` matching requests answer ``status`` (429 carries ``retry_after``).
+
+        ``files_only``: only requests that upload files (multipart), e.g. the final track post and not
+        the progress edits to the same message. ``body``: the JSON error body (Discord's code/message).
+        """
         self._failures.append(
-            {"method": method, "rx": re.compile(path_pattern), "status": status, "left": times, "retry_after": retry_after}
+            {"method": method, "rx": re.compile(path_pattern), "status": status, "left": times, "retry_after": retry_after,
+             "files_only": files_only, "body": body}
         )
+
+    def stall_next(
+        self, method: str, path_pattern: str, *, deliver: bool = True, files_only: bool = True
+    ) -> Stall:
+        """Hold the next matching request open: the bot waits for an answer that never comes
+        (until ``release()`` or ``close()``) — e.g. to SIGKILL a bot process mid-request.
+
+        ``deliver=True``: the request takes effect first (Discord stored the post, the reply was
+        lost); ``False``: it never takes effect. ``files_only``: only requests that upload files.
+        """
+        stall = Stall(method, re.compile(path_pattern), deliver, files_only)
+        self._stalls.append(stall)
+        return stall
+
+    def _stall_for(self, request: web.Request) -> Stall | None:
+        for stall in self._stalls:
+            if stall.held or stall.method != request.method or not stall.rx.search(request.path):
+                continue
+            if stall.files_only and not request.content_type.startswith("multipart/"):
+                continue
+            return stall
+        return None
+
+    async def _hold(self, stall: Stall, request: web.Request, rec: RecordedRequest, handler) -> web.StreamResponse:
+        stall.held.append(rec)
+        request["record"] = rec
+        if stall.deliver:
+            response = await handler(request)
+        else:
+            await request.read()  # swallowed: it never reaches the "server"
+            rec.status, response = 503, _json({"message": "Service Unavailable", "code": 0}, 503)
+        await self._notify()
+        await stall.released.wait()
+        return response
 
     @web.middleware
     async def _record_and_fail(self, request: web.Request, handler):
@@ -347,8 +417,13 @@ class FakeDiscord:
             return await handler(request)
         rec = RecordedRequest(request.method, request.path, dict(request.query))
         self.requests.append(rec)
+        stall = self._stall_for(request)
+        if stall is not None:
+            return await self._hold(stall, request, rec, handler)
         for failure in self._failures:
             if failure["left"] > 0 and failure["method"] == request.method and failure["rx"].search(request.path):
+                if failure.get("files_only") and not request.content_type.startswith("multipart/"):
+                    continue
                 failure["left"] -= 1
                 rec.status = failure["status"]
                 await request.read()
@@ -356,7 +431,7 @@ class FakeDiscord:
                     # discord.py retries a 429 only when it came through Discord's proxy (``Via``)
                     body = {"message": "You are being rate limited.", "retry_after": failure["retry_after"], "global": False}
                     return _json(body, 429, {"Via": "1.1 google", "Retry-After": str(failure["retry_after"])})
-                return _json({"message": "Internal Server Error", "code": 0}, failure["status"])
+                return _json(failure.get("body") or {"message": "Internal Server Error", "code": 0}, failure["status"])
         request["record"] = rec
         response = await handler(request)
         rec.status = response.status
@@ -492,7 +567,12 @@ class FakeDiscord:
         inter = self._by_token.get(request.match_info["token"])
         if inter is None:
             return _json({"message": "Unknown Webhook", "code": 10015}, 404)
+        if (gone := self._expired_webhook(inter)) is not None:
+            await request.read()
+            return gone
         body, files = await self._read_body(request)
+        if (refused := self._refusal(int(inter.payload["channel_id"]), files, creating=True, webhook=True)) is not None:
+            return refused
         msg = self._new_message(int(inter.payload["channel_id"]), webhook_id=self.application_id,
                                 interaction_id=inter.id, flags=int(body.get("flags") or 0))
         self._apply(msg, body, files)
@@ -506,6 +586,9 @@ class FakeDiscord:
         inter = self._by_token.get(request.match_info["token"])
         if inter is None:
             return _json({"message": "Unknown Webhook", "code": 10015}, 404)
+        if (gone := self._expired_webhook(inter)) is not None:
+            await request.read()
+            return gone
         mid = request.match_info["mid"]
         msg_id = inter.original_id if mid == "@original" else int(mid)
         msg = self.messages.get(msg_id) if msg_id else None
@@ -518,6 +601,8 @@ class FakeDiscord:
             await self._notify()
             return web.Response(status=204)
         body, files = await self._read_body(request)
+        if (refused := self._refusal(msg.channel_id, files, creating=False, webhook=True)) is not None:
+            return refused
         self._apply(msg, body, files)
         await self._echo("MESSAGE_UPDATE", msg)
         await self._notify()
@@ -525,7 +610,11 @@ class FakeDiscord:
 
     async def _channel_send(self, request: web.Request) -> web.Response:
         body, files = await self._read_body(request)
+        if (refused := self._refusal(int(request.match_info["cid"]), files, creating=True)) is not None:
+            return refused
         msg = self._new_message(int(request.match_info["cid"]), message_reference=body.get("message_reference"))
+        if msg.channel_id in self.dm_channels.values():
+            msg.guild_id = None
         self._apply(msg, body, files)
         await self._echo("MESSAGE_CREATE", msg)
         await self._notify()
@@ -542,6 +631,8 @@ class FakeDiscord:
             await self._notify()
             return web.Response(status=204)
         body, files = await self._read_body(request)
+        if (refused := self._refusal(msg.channel_id, files, creating=False)) is not None:
+            return refused
         self._apply(msg, body, files)
         await self._echo("MESSAGE_UPDATE", msg)
         await self._notify()
@@ -585,7 +676,7 @@ class FakeDiscord:
             "emojis": [],
             "stickers": [],
             "channels": [{"id": str(self.channel_id), "type": 0, "name": "music", "position": 0,
-                          "permission_overwrites": [], "guild_id": str(self.guild_id)}],
+                          "permission_overwrites": self._overwrites(self.channel_id), "guild_id": str(self.guild_id)}],
             "threads": [],
             "members": members,
             "member_count": len(members),  # equal to the members sent, so discord.py does not chunk
@@ -768,3 +859,78 @@ class FakeDiscord:
                 "type": 0,
             },
         )
+
+    # ------------------------------------------- permissions, expired tokens, DMs, upload size
+    _PERMISSION_BITS = {"send_messages": 1 << 11, "embed_links": 1 << 14, "attach_files": 1 << 15,
+                        "read_message_history": 1 << 16}
+
+    def _overwrites(self, channel_id: int) -> list[dict]:
+        bits = sum(self._PERMISSION_BITS[p] for p in self.denied.get(channel_id, ()))
+        if not bits:
+            return []
+        return [{"id": str(self.application_id), "type": 1, "allow": "0", "deny": str(bits)}]
+
+    async def deny_permission(self, permission: str, *, channel_id: int | None = None,
+                              interactions: bool = False) -> None:
+        """Take ``permission`` ("send_messages", "attach_files", ...) from the bot in a channel.
+
+        New messages (``send_messages``) or uploads (``attach_files``) there answer 403 code 50013
+        "Missing Permissions", and a CHANNEL_UPDATE with the overwrite tells the bot's cache, as
+        Discord does. Interaction responses are exempt (Discord grants apps Attach Files and Embed
+        Links in them) unless ``interactions=True``, which refuses their uploads too.
+        """
+        if permission not in self._PERMISSION_BITS:
+            raise ValueError(f"unknown permission {permission!r}")
+        cid = channel_id or self.channel_id
+        self.denied.setdefault(cid, set()).add(permission)
+        if interactions:
+            self._denied_in_interactions.add(cid)
+        if cid == self.channel_id:
+            await self.dispatch("CHANNEL_UPDATE", {
+                "id": str(cid), "type": 0, "name": "music", "position": 0, "guild_id": str(self.guild_id),
+                "permission_overwrites": self._overwrites(cid)})
+
+    def expire_interaction(self, inter: FakeInteraction, status: int = 404) -> None:
+        """The interaction's webhook stops working, as after Discord's 15 minutes: follow-ups and edits
+        answer 404 code 10015 "Unknown Webhook" or 401 code 50027 "Invalid Webhook Token"."""
+        if status not in (401, 404):
+            raise ValueError("an expired interaction answers 401 or 404")
+        self._expired_tokens[inter.token] = status
+
+    def _expired_webhook(self, inter: FakeInteraction) -> web.Response | None:
+        status = self._expired_tokens.get(inter.token)
+        if status is None:
+            return None
+        if status == 401:
+            return _json({"message": "Invalid Webhook Token", "code": 50027}, 401)
+        return _json({"message": "Unknown Webhook", "code": 10015}, 404)
+
+    def block_dms(self, name: str) -> None:
+        """``name`` does not accept DMs from the bot: sends answer 403 code 50007."""
+        self._dms_blocked.add(self.users[name]["id"])
+
+    def dm_messages(self, name: str) -> list[StoredMessage]:
+        cid = self.dm_channels.get(self.users[name]["id"])
+        return [m for m in self.messages.values() if cid is not None and m.channel_id == cid]
+
+    def _refusal(self, channel_id: int, files: list, *, creating: bool, webhook: bool = False) -> web.Response | None:
+        """Discord's answer when the bot may not post this here, else None."""
+        if creating and any(cid == channel_id and uid in self._dms_blocked for uid, cid in self.dm_channels.items()):
+            return _json({"message": "Cannot send messages to this user", "code": 50007}, 403)
+        denied = self.denied.get(channel_id, set())
+        if webhook and channel_id not in self._denied_in_interactions:
+            denied = set()
+        if (creating and not webhook and "send_messages" in denied) or (files and "attach_files" in denied):
+            return _json({"message": "Missing Permissions", "code": 50013}, 403)
+        if self.max_upload_bytes is not None and any(len(f[2]) > self.max_upload_bytes for f in files):
+            return _json({"message": "Request entity too large", "code": 40005}, 413)
+        return None
+
+    async def _open_dm(self, request: web.Request) -> web.Response:
+        body, _ = await self._read_body(request)
+        uid = str(body.get("recipient_id"))
+        user = next((u for u in self.users.values() if u["id"] == uid), None)
+        if user is None:
+            return _json({"message": "Unknown User", "code": 10013}, 404)
+        cid = self.dm_channels.setdefault(uid, self.new_id())
+        return _json({"id": str(cid), "type": 1, "recipients": [user], "last_message_id": None, "flags": 0})

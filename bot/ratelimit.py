@@ -1,0 +1,192 @@
+"""Rate limits for music-making actions: per member and per server, with a "try again in N s" answer.
+
+The buckets are discord.py's own ``app_commands.Cooldown`` (``rate`` tokens per ``per`` seconds; the
+window starts at the first use and refills in full when it ends) rather than hand-written ones:
+it is the token bucket ``@app_commands.checks.cooldown`` uses, so it behaves like every other
+discord.py bot. We do not use the decorator itself because one limit must span every interaction
+that makes music (``/bgm``, ``/bgm-from-text``, the track buttons, the modal and the 🔁 reaction,
+which is no interaction at all) and a server's ``/admin limits`` may change the rate at runtime.
+
+Buckets live in memory, so a restart forgives everyone; that is fine for a limit meant to smooth
+bursts (the per-member job cap and the queue cap still hold across restarts through the engine).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from discord.app_commands import Cooldown
+
+from engine.errors import UserInputError
+
+_UNITS = {
+    "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0, "초": 1.0,
+    "m": 60.0, "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0, "분": 60.0,
+    "h": 3600.0, "hour": 3600.0, "hours": 3600.0, "시간": 3600.0,
+}  # fmt: skip
+_RATE = re.compile(r"(\d+)\s*(?:per|/)\s*(\d+(?:\.\d+)?)?\s*([a-z초분시간]+)?")
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``count`` actions per ``per`` seconds; ``count == 0`` means no limit."""
+
+    count: int
+    per: float = 60.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.count > 0 and self.per > 0
+
+    def describe(self) -> str:
+        """Human wording: "5 per minute", "1 per 30 s", "100 per hour", "no limit"."""
+        if not self.enabled:
+            return "no limit"
+        for seconds, unit in ((3600.0, "hour"), (60.0, "minute")):
+            if self.per == seconds:
+                return f"{self.count} per {unit}"
+        return f"{self.count} per {_wait_text(self.per)}"
+
+    @classmethod
+    def parse(cls, text: str, name: str = "rate") -> Rate:
+        """ "5 per 60 seconds", "5 per minute", "5/60", "5/min", "30 per 1 hour"; "0" or "off": no limit."""
+        raw = " ".join(str(text).strip().lower().split())
+        if raw in ("0", "off", "none", "no", "false"):
+            return cls(0)
+        match = _RATE.fullmatch(raw)
+        unit = (match.group(3) if match else None) or "s"
+        if match is None or unit not in _UNITS:
+            raise UserInputError(
+                f"{name} must look like '5 per 60 seconds' (or '5/60', '5 per minute'; 0 turns it off), "
+                f"got {text!r}."
+            )
+        count = int(match.group(1))
+        per = float(match.group(2) or 1) * _UNITS[unit]
+        if count > 0 and per <= 0:
+            raise UserInputError(f"{name}: the period must be longer than 0 seconds, got {text!r}.")
+        return cls(count, per) if count > 0 else cls(0)
+
+
+def _wait_text(seconds: float) -> str:
+    """42 → "42 s", 90 → "1 min 30 s", 120 → "2 min" (rounded up: never tell someone to come back early)."""
+    whole = max(1, math.ceil(seconds - 1e-9))
+    if whole < 60:
+        return f"{whole} s"
+    minutes, rest = divmod(whole, 60)
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+
+
+@dataclass(frozen=True)
+class RateLimited:
+    """A refusal: who hit which limit, and how long until a token is back."""
+
+    scope: str  # "user" | "guild"
+    retry_after: float
+    rate: Rate
+
+    def message(self) -> str:
+        wait = _wait_text(self.retry_after)
+        if self.scope == "guild":
+            return (
+                f"This server is making a lot of tracks right now — try again in {wait} "
+                f"(server limit {self.rate.describe()})."
+            )
+        return f"You're making tracks quickly — try again in {wait} (limit {self.rate.describe()})."
+
+
+class RateLimiter:
+    """One bucket per (server, member) and one per server. ``hit`` takes a token from both or neither."""
+
+    PRUNE_EVERY = 300.0  # seconds between sweeps of full (idle) buckets, so memory stays bounded
+
+    def __init__(self, user_rate: Rate, guild_rate: Rate, *, clock: Callable[[], float] = time.monotonic):
+        self.user_rate = user_rate
+        self.guild_rate = guild_rate
+        self._clock = clock
+        self._buckets: dict[tuple, Cooldown] = {}
+        self._last_prune = clock()
+
+    def _bucket(self, key: tuple, rate: Rate) -> Cooldown:
+        bucket = self._buckets.get(key)
+        if bucket is None or bucket.rate != rate.count or bucket.per != rate.per:
+            bucket = self._buckets[key] = Cooldown(rate.count, rate.per)  # new or re-configured by /admin
+        return bucket
+
+    def hit(
+        self,
+        user_id: int | str,
+        guild_id: int | str | None,
+        *,
+        user_rate: Rate | None = None,
+        guild_rate: Rate | None = None,
+        charge: bool = True,
+    ) -> RateLimited | None:
+        """None when the action may go ahead (and, with ``charge``, count it); else why not.
+
+        ``charge=False`` only looks: for an early check before slow work whose real start is
+        checked (and charged) again later.
+        """
+        # Cooldown reads a falsy time as "use time.time()": keep a test clock that starts at 0 valid
+        now = max(self._clock(), 1e-6)
+        user_rate = user_rate or self.user_rate
+        guild_rate = guild_rate or self.guild_rate
+        checks: list[tuple[str, Cooldown, Rate]] = []
+        if user_rate.enabled:
+            checks.append(("user", self._bucket(("user", str(guild_id), str(user_id)), user_rate), user_rate))
+        if guild_rate.enabled and guild_id is not None:  # DMs have no server budget
+            checks.append(("guild", self._bucket(("guild", str(guild_id)), guild_rate), guild_rate))
+        # the longest wait is the true one; look at every bucket before taking from any
+        empty = [
+            RateLimited(scope, bucket.get_retry_after(now), rate)
+            for scope, bucket, rate in checks
+            if bucket.get_tokens(now) <= 0
+        ]
+        if empty:
+            return max(empty, key=lambda refusal: refusal.retry_after)
+        if charge:
+            for _scope, bucket, _rate in checks:
+                bucket.update_rate_limit(now)
+        self._prune(now)
+        return None
+
+    def _prune(self, now: float) -> None:
+        if now - self._last_prune < self.PRUNE_EVERY:
+            return
+        self._last_prune = now
+        for key in [k for k, b in self._buckets.items() if b.get_tokens(now) >= b.rate]:
+            del self._buckets[key]
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+def limiter_for(bot: Any) -> RateLimiter:
+    """The bot's limiter, made from its settings on first use (kept as ``bot.rate_limiter``)."""
+    limiter = getattr(bot, "rate_limiter", None)
+    if limiter is None:
+        settings = bot.settings
+        limiter = RateLimiter(
+            getattr(settings, "user_rate", Rate(0)), getattr(settings, "guild_rate", Rate(0))
+        )
+        bot.rate_limiter = limiter
+    return limiter
+
+
+def guild_rates(store: Any, guild_id: int | str | None) -> tuple[Rate | None, Rate | None]:
+    """A server's own per-member and per-server rates from ``/admin limits`` (per minute), or None.
+
+    Only values an admin set count: the store's built-in defaults must not shadow the bot's
+    configured ``TEXTUNES_USER_RATE`` / ``TEXTUNES_GUILD_RATE``.
+    """
+    if guild_id is None:
+        return None, None
+    own = store.guild_settings(
+        guild_id, defaults={"user_jobs_per_minute": None, "guild_jobs_per_minute": None}
+    )
+    user, guild = own.get("user_jobs_per_minute"), own.get("guild_jobs_per_minute")
+    return (Rate(int(user), 60.0) if user else None, Rate(int(guild), 60.0) if guild else None)

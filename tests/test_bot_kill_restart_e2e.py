@@ -1,0 +1,316 @@
+"""Fault injection: the REAL bot runs as its own OS process (``tests/bot_process.py``) against the
+in-test fake Discord, is SIGKILLed mid-queue and started again on the same data dir.
+
+What must hold afterwards: every job gets its track posted or a visible failure message, none
+vanishes, none is posted twice (uploads counted per job at the fake), and the store's job states
+are final. The second test lands the kill inside the delivery window itself (after
+``claim_delivery``, with the upload in flight) to pin down what the code does there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import sqlite3
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.bot_process import READY_LINE
+from tests.fake_discord import FakeDiscord, StoredMessage
+
+REPO = Path(__file__).resolve().parents[1]
+RECYCLE = "\N{CLOCKWISE RIGHTWARDS AND LEFTWARDS OPEN CIRCLE ARROWS}"
+ORIGINAL = r"/webhooks/\d+/[^/]+/messages/@original$"
+FINAL_STATES = {"done", "failed", "cancelled"}
+
+
+class BotProcess:
+    """One ``python -m tests.bot_process`` child; stderr (its log) goes to ``log_path``."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, log_path: Path) -> None:
+        self.proc = proc
+        self.log_path = log_path
+
+    @classmethod
+    async def start(
+        cls,
+        fake: FakeDiscord,
+        data_dir: Path,
+        log_path: Path,
+        *,
+        worker: str = "thread",
+        per_user_jobs: int = 3,
+    ) -> BotProcess:
+        with open(log_path, "ab") as log:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tests.bot_process",
+                "--base-url", fake.base_url, "--data-dir", str(data_dir),
+                "--worker", worker, "--per-user-jobs", str(per_user_jobs),
+                cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=log,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )  # fmt: skip
+        bot = cls(proc, log_path)
+        try:
+            await asyncio.wait_for(bot._ready(), 90)
+        except BaseException:
+            await bot.kill()
+            raise
+        return bot
+
+    async def _ready(self) -> None:
+        assert self.proc.stdout is not None
+        while True:
+            line = await self.proc.stdout.readline()
+            if not line:
+                raise AssertionError(
+                    f"the bot process exited before it was ready; log:\n{self.log()[-3000:]}"
+                )
+            if line.decode().strip() == READY_LINE:
+                return
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def descendants(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    async def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, exactly like the OOM killer or a pulled plug."""
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+
+    async def stop(self) -> None:
+        """SIGTERM: the bot closes cleanly (after that nothing more can reach the fake)."""
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), 30)
+        except asyncio.TimeoutError:
+            await self.kill()
+            raise AssertionError("the bot process ignored SIGTERM for 30 s") from None
+
+
+@contextlib.asynccontextmanager
+async def bot_processes():
+    """Collects started bot processes and kills any still running when the test ends."""
+    started: list[BotProcess] = []
+    try:
+        yield started
+    finally:
+        for bot in started:
+            stray = bot.descendants()
+            if bot.proc.returncode is None:
+                await bot.kill()
+            for child in stray:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+
+
+async def poll(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait for a condition that no fake-Discord request signals (store rows, log lines)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+def store_jobs(data_dir: Path) -> dict[str, sqlite3.Row]:
+    """The jobs table as the bot left it (read-only; the bot may still be running)."""
+    conn = sqlite3.connect(f"file:{data_dir / 'textunes.db'}?mode=ro", uri=True, timeout=30)
+    conn.row_factory = sqlite3.Row
+    try:
+        return {row["id"]: row for row in conn.execute("SELECT * FROM jobs ORDER BY created_at, rowid")}
+    finally:
+        conn.close()
+
+
+def job_title(row: sqlite3.Row) -> str:
+    return str(json.loads(row["request"]).get("title") or "")
+
+
+def posts_by_job(fake: FakeDiscord) -> Counter:
+    """Uploads Discord accepted, per job (the 🔁 button under a track names its job)."""
+    counts: Counter = Counter()
+    for rec in fake.requests:
+        if not rec.files or not 200 <= rec.status < 300 or not isinstance(rec.json, dict):
+            continue
+        for row in rec.json.get("components") or []:
+            for comp in row.get("components", []):
+                found = re.fullmatch(r"textunes:regen:(\w+)", comp.get("custom_id", ""))
+                if found:
+                    counts[found.group(1)] += 1
+    return counts
+
+
+def failure_shown(fake: FakeDiscord, title: str) -> bool:
+    """A visible (non-ephemeral) ⚠️ message about the job titled ``title``."""
+    return any(
+        "⚠️" in m.content and title in m.content and not m.ephemeral and not m.deleted
+        for m in fake.messages.values()
+    )
+
+
+def shown_as(inter_original: StoredMessage | None, word: str) -> bool:
+    return inter_original is not None and word in inter_original.content
+
+
+async def test_sigkill_mid_queue_then_restart_posts_every_job_exactly_once(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    async with bot_processes() as started:
+        # the production layout: the arranger runs in a worker child of the bot process
+        first = await BotProcess.start(fake, data, tmp_path / "bot1.log", worker="process")
+        started.append(first)
+        early = await (
+            await fake.slash("bgm", {"genre": "Lofi", "mood": "Calm", "duration": "0:05"})
+        ).wait_result()
+        # the bot reacts 🔁 only after mark_delivered + mark_done: this job is finished in the store
+        await fake.wait_until(lambda: RECYCLE in early.reactions, 15, "the first job marked delivered")
+
+        running = await fake.slash(
+            "bgm", {"genre": "Orchestral", "mood": "Dark", "duration": "0:45", "samples": 2}
+        )
+        await running.wait_original(lambda m: "generating" in m.content)
+        waiting = [
+            await fake.slash("bgm", {"genre": "Jazz", "mood": "Happy", "duration": "0:15"}, user="bob"),
+            await fake.slash("bgm", {"genre": "EDM", "mood": "Energetic", "duration": "0:10"}),
+            await fake.slash(
+                "bgm", {"genre": "Rock", "mood": "Angry", "duration": "0:08", "samples": 2}, user="bob"
+            ),
+            await fake.slash("bgm", {"genre": "Folk", "mood": "Sad", "duration": "0:06"}, user="bob"),
+        ]
+        await fake.wait_until(
+            lambda: all(shown_as(w.original, "queued") for w in waiting), 30, "four jobs shown as queued"
+        )
+        workers = first.descendants()
+        assert workers, "the process worker should be a child of the bot process"
+        await first.kill()  # one job generating, four queued, one delivered
+
+        posted_before = posts_by_job(fake)
+        jobs = store_jobs(data)
+        assert len(jobs) == 6
+        assert len(posted_before) == 1 and sum(posted_before.values()) == 1  # only the early one
+        early_job = next(iter(posted_before))
+        assert jobs[early_job]["state"] == "done"
+        assert {jobs[j]["state"] for j in jobs if j != early_job} <= {"queued", "running"}
+        # the worker child must not outlive its killed parent (it would hold the model and a core)
+        _, alive = await asyncio.to_thread(psutil.wait_procs, workers, 20)
+        assert not alive, f"worker processes outlived the SIGKILLed bot: {alive}"
+
+        second = await BotProcess.start(fake, data, tmp_path / "bot2.log", worker="process")
+        started.append(second)
+
+        def settled() -> bool:
+            rows, posts = store_jobs(data), posts_by_job(fake)
+            return all(
+                row["state"] in FINAL_STATES and (posts[j] >= 1 or failure_shown(fake, job_title(row)))
+                for j, row in rows.items()
+            )
+
+        await fake.wait_until(settled, 120, "every job posted or failed visibly after the restart")
+        await second.stop()  # after a clean stop nothing more can be posted: the counts are final
+
+    posts, jobs = posts_by_job(fake), store_jobs(data)
+    for job_id, row in jobs.items():
+        title = job_title(row)
+        assert row["state"] in FINAL_STATES, (title, row["state"])
+        if row["state"] == "done":
+            assert posts[job_id] == 1, (title, posts[job_id])  # exactly once, never twice
+            message = fake.messages[int(row["message_id"])]
+            assert len(message.attachments) == int(json.loads(row["request"]).get("samples", 1))
+            assert row["delivered_at"] is not None
+        else:  # allowed, but then the user must have been told
+            assert posts[job_id] == 0 and failure_shown(fake, title), (title, row["state"], row["error"])
+    resumed = [j for j in jobs if j != early_job]
+    assert all(jobs[j]["state"] == "done" for j in resumed), {
+        job_title(jobs[j]): jobs[j]["state"] for j in resumed
+    }
+    # the five interrupted jobs were finished by the second process, posted in the channel
+    for job_id in resumed:
+        assert "resumed after a restart" in fake.messages[int(jobs[job_id]["message_id"])].content
+    assert sum(posts.values()) == 6
+
+
+async def test_kill_with_uploads_in_flight_never_posts_twice(fake: FakeDiscord, tmp_path: Path) -> None:
+    """The delivery window: ``claim_delivery`` → upload → ``mark_delivered``.
+
+    Two uploads are held open by the fake and the bot is SIGKILLed: one upload had reached
+    Discord (the track is on the channel, but the bot never learnt it), the other never arrived.
+    The store's claim must stop the restarted bot from posting either one again.
+    """
+    data = tmp_path / "data"
+    reached = fake.stall_next("PATCH", ORIGINAL, deliver=True)
+    never = fake.stall_next("PATCH", ORIGINAL, deliver=False)
+    async with bot_processes() as started:
+        first = await BotProcess.start(fake, data, tmp_path / "bot1.log")
+        started.append(first)
+        await fake.slash("bgm", {"genre": "Lofi", "mood": "Calm", "duration": "0:05"})
+        await fake.slash("bgm", {"genre": "Jazz", "mood": "Happy", "duration": "0:06"}, user="bob")
+        await fake.wait_until(lambda: bool(reached.held and never.held), 60, "both uploads in flight")
+        await first.kill()
+
+        before = store_jobs(data)
+        assert len(before) == 2 and all(r["claimed_at"] is not None for r in before.values())
+        assert all(r["delivered_at"] is None for r in before.values())  # killed before mark_delivered
+        on_discord = posts_by_job(fake)
+        assert sum(on_discord.values()) == 1
+        posted_job = next(iter(on_discord))
+        lost_job = next(j for j in before if j != posted_job)
+
+        second = await BotProcess.start(fake, data, tmp_path / "bot2.log")
+        started.append(second)
+
+        def handled(job_id: str) -> bool:
+            row = store_jobs(data)[job_id]
+            if row["state"] in FINAL_STATES:
+                return True
+            # what the code does today: it regenerates, finds the claim taken and posts nothing
+            return f"job {job_id} was already delivered" in second.log()
+
+        await poll(
+            lambda: handled(posted_job) and handled(lost_job), 90, "the restarted bot to handle both jobs"
+        )
+        await second.stop()
+
+    after, posts = store_jobs(data), posts_by_job(fake)
+    # the guarantee the claim gives: at most once, even across a SIGKILL in the window
+    assert posts[posted_job] == 1 and posts[lost_job] <= 1, posts
+    assert fake.messages[_original_id(fake, reached.held[0].path)].attachments  # the track is on Discord
+
+    gaps = []
+    if after[posted_job]["state"] != "done":
+        gaps.append(f"the job whose upload reached Discord stays '{after[posted_job]['state']}' (not final)")
+    if posts[lost_job] == 0 and not failure_shown(fake, job_title(after[lost_job])):
+        gaps.append(
+            f"the job whose upload never arrived vanished: no track, no message, state '{after[lost_job]['state']}'"
+        )
+    stale = [m.content for m in fake.channel_messages() if "resumed" in m.content and not m.attachments]
+    if gaps and stale:
+        gaps.append(f"the restart's status message is left at {stale[-1]!r}")
+    if gaps:
+        # Known gap in bot/delivery.py: a claim left by a killed process (store.claimed_undelivered)
+        # is never checked against Discord; resume_job regenerates, loses the claim and stops.
+        pytest.xfail("; ".join(gaps))
+
+
+def _original_id(fake: FakeDiscord, path: str) -> int:
+    token = path.split("/")[-3]
+    inter = next(i for i in fake.interactions.values() if i.token == token)
+    assert inter.original_id is not None
+    return inter.original_id
