@@ -195,6 +195,10 @@ def resolve_devices(config: EngineConfig) -> list[str]:
         return devices
     if config.devices != "auto":
         return [config.devices]
+    if config.backend == "arranger" and config.worker == "process":
+        # the arranger is CPU-bound in a renderer that holds the GIL: one child process per core
+        # (up to 4) renders in parallel; threads would just take turns
+        return ["cpu"] * max(1, min(os.cpu_count() or 1, 4))
     if config.device in ("auto", "cuda") and config.backend != "arranger":
         count = _cuda_device_count(import_torch=config.worker == "thread")
         if count > 1:

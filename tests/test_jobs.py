@@ -447,3 +447,15 @@ async def test_process_worker_cancel_aborts_child_call():
         await engine.cancel(follow.job_id)
         (pid,) = engine.worker_pids()
     assert engine.stats["restarts"] == 0 and pid is not None
+
+
+def test_arranger_in_process_mode_gets_one_worker_per_core_up_to_four(monkeypatch) -> None:
+    from engine.jobs import resolve_devices
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert resolve_devices(EngineConfig(backend="arranger", worker="process")) == ["cpu"] * 4
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert resolve_devices(EngineConfig(backend="arranger", worker="process")) == ["cpu", "cpu"]
+    # threads would only take turns on the renderer; explicit devices always win
+    assert resolve_devices(EngineConfig(backend="arranger", worker="thread")) == ["auto"]
+    assert resolve_devices(EngineConfig(backend="arranger", worker="process", devices="cpu")) == ["cpu"]
