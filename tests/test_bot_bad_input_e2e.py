@@ -46,6 +46,13 @@ def answered_directly_and_privately(inter) -> bool:
     return cb is not None and cb["type"] == 4 and bool((cb["data"] or {}).get("flags", 0) & EPHEMERAL)
 
 
+async def accepted(fake: FakeDiscord, user: str = "alice"):
+    """A /bgm the bot took on (deferred), so any rate-limit token it needed is already taken."""
+    inter = await fake.slash("bgm", LOFI, user=user)
+    assert (await inter.wait_callback())["type"] == 5  # DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
+    return inter
+
+
 async def next_request_works(fake: FakeDiscord, user: str = "bob") -> StoredMessage:
     result = await (await fake.slash("bgm", LOFI, user=user)).wait_result(timeout=60)
     assert abs(seconds_of(result) - 5.0) < 0.1
@@ -193,7 +200,7 @@ async def test_rate_limits_name_the_wait_and_the_wait_is_true(fake: FakeDiscord,
     per = 6.0  # seconds; the bursts below are sent without waiting, well inside one window
     settings = settings_for(tmp_path, per_user_jobs=5, user_rate=Rate(2, per), guild_rate=Rate(3, per))
     async with running_bot(fake, settings) as bot:
-        firsts = [await fake.slash("bgm", LOFI) for _ in range(2)]
+        firsts = [await accepted(fake) for _ in range(2)]
         third = await fake.slash("bgm", LOFI)
         error = await third.wait_error()
         refused_at = asyncio.get_running_loop().time()
@@ -202,7 +209,7 @@ async def test_rate_limits_name_the_wait_and_the_wait_is_true(fake: FakeDiscord,
         wait = int(match.group(1))
         assert 1 <= wait <= per and answered_directly_and_privately(third)
 
-        bob = await fake.slash("bgm", LOFI, user="bob")  # bob has his own budget...
+        bob = await accepted(fake, "bob")  # bob has his own budget...
         crowded = await fake.slash("bgm", LOFI, user="bob")  # ...but the server's 3 are used up
         server_error = await crowded.wait_error()
         assert re.search(
@@ -214,9 +221,7 @@ async def test_rate_limits_name_the_wait_and_the_wait_is_true(fake: FakeDiscord,
 
         # waiting as long as the message said is enough
         await asyncio.sleep(max(0.0, refused_at + wait - asyncio.get_running_loop().time()))
-        again = [await fake.slash("bgm", LOFI) for _ in range(2)]
-        for inter in again:  # both accepted (deferred), so alice's new window is used up
-            assert (await inter.wait_callback())["type"] == 5
+        again = [await accepted(fake) for _ in range(2)]  # alice's new window, used up
         # 🔁 on a track is no interaction: the refusal is a reply in the channel, and nothing is made
         await fake.react(tracks[0], RECYCLE)
         await fake.wait_until(
