@@ -88,7 +88,7 @@ def slow_engine(plan: FaultPlan, settings, **config) -> EngineConfig:
 # (all cases of a kind go to one bot, one after another: each must be refused on its own, and the
 # bot must still work after the whole run of them)
 BAD_DOCUMENTS = [  # (filename, bytes, size Discord reports or None, what the answer says)
-    ("empty.txt", b"", None, "empty.txt is empty"),
+    ("empty.txt", b"", 0, "empty.txt is empty"),
     ("novel.txt", b"hello", 50 * 1024 * 1024, "the limit is 2.0 MB"),
     ("notes.txt", (FIXTURES / "binary_renamed.txt").read_bytes(), None, "notes.txt is not a text file"),
     ("scan.pdf", make_pdf(["", ""], image_only=True), None, "this PDF has no text layer"),

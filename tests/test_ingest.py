@@ -352,3 +352,11 @@ def test_decode_text_rejects_nul_bytes_in_single_byte_text() -> None:
 )
 def test_language_detection(text: str, expected: str) -> None:
     assert detect_language(text) == expected
+
+
+def test_empty_upload_is_refused_from_its_reported_size() -> None:
+    from engine.text.ingest import check_upload
+
+    with pytest.raises(EmptyDocument, match="notes.txt is empty"):
+        check_upload("notes.txt", 0)
+    assert check_upload("notes.txt", 10) == check_upload("other.txt", 2000)

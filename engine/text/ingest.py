@@ -127,7 +127,9 @@ def check_upload(filename: str, size: int, *, max_bytes: int = DEFAULT_MAX_BYTES
         if hint:
             msg += f" Tip: {hint}."
         raise UnsupportedFileType(msg)
-    # size first: nothing is parsed for an oversize upload
+    # size first: nothing is downloaded or parsed for an empty or oversize upload
+    if size == 0:
+        raise EmptyDocument(f"{name} is empty. Attach a document with some text in it, or paste the text.")
     if size > max_bytes:
         raise FileTooLarge(
             f"{name} is {_format_size(size)}; the limit is {_format_size(max_bytes)}. "
