@@ -368,6 +368,25 @@ class Soak:
             conn.close()
 
 
+REFUSAL_REASONS = (  # what a refusal says → a short name for the summary line
+    ("Did you mean", "unknown name"),
+    ("Unknown", "unknown name"),
+    ("allows tracks up to", "too long"),
+    ("out of range", "too long"),
+    ("already have", "jobs per member"),
+    ("queue is full", "queue full"),
+    ("making tracks quickly", "member rate"),
+    ("making a lot of tracks", "server rate"),
+)
+
+
+def refusal_reason(text: str) -> str:
+    for needle, name in REFUSAL_REASONS:
+        if needle in text:
+            return name
+    return "other: " + " ".join(text.split())[:60]
+
+
 def _pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -441,8 +460,10 @@ def report(soak: Soak, result: dict) -> int:
     print(f"|{'-' * (width + 2)}|-------|")
     for name, value in rows:
         print(f"| {name:<{width}} | {value} |")
+    reasons = Counter(refusal_reason(op.answer.text()) for op in ops if op.outcome == "refused" and op.answer)
+    print("\nrefusals by reason: " + ", ".join(f"{name} {n}" for name, n in reasons.most_common()))
     series = ", ".join(f"{t:.0f}s {(b + w) / mb:.0f}" for t, b, w in soak.rss_series)
-    print(f"\nRSS over time, MB (bot + worker): {series}")
+    print(f"RSS over time, MB (bot + worker): {series}")
     if soak.rss_series:
         t, b, w = soak.rss_series[-1]
         print(f"last sample split: bot process {b / mb:.0f} MB, worker {w / mb:.0f} MB")
