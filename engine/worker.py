@@ -23,6 +23,7 @@ import itertools
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -235,8 +236,23 @@ class ThreadWorker:
 # process worker
 
 
+def _exit_with_parent() -> None:
+    """Leave as soon as the parent dies (SIGKILLed bot): a finished batch would have nowhere to go,
+    and a MusicGen call could otherwise keep the device busy for minutes."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="textunes-parent-watch", daemon=True).start()
+
+
 def _child_main(conn, factory: BackendFactory, device: str, generation_params: dict) -> None:
     """Entry point of the worker process: load the backend, then serve calls until "stop"."""
+    _exit_with_parent()
     try:
         backend = factory(device)
         if generation_params:

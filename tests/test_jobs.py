@@ -12,8 +12,10 @@ import asyncio
 import functools
 import os
 import signal
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -459,3 +461,48 @@ def test_arranger_in_process_mode_gets_one_worker_per_core_up_to_four(monkeypatc
     # threads would only take turns on the renderer; explicit devices always win
     assert resolve_devices(EngineConfig(backend="arranger", worker="thread")) == ["auto"]
     assert resolve_devices(EngineConfig(backend="arranger", worker="process", devices="cpu")) == ["cpu"]
+
+
+_ORPHAN_SCRIPT = """
+import asyncio, functools, sys
+sys.path.insert(0, {root!r})
+from engine.jobs import EngineConfig, JobEngine, JobRequest
+from tests.test_jobs import make_faulty_for_process, spec
+
+async def main():
+    # one silent 2-minute step: the child cannot notice the dead parent through progress polling
+    factory = functools.partial(make_faulty_for_process, steps=1, step_delay=120)
+    engine = JobEngine(EngineConfig(backend_factory=factory, worker="process", batch_window=0.0))
+    await engine.start()
+    handle = await engine.submit(JobRequest(user_id="a", spec=spec()))
+    async for event in handle.events():
+        if event.kind == "started":
+            print(engine.worker_pids()[0], flush=True)
+            await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_worker_process_exits_when_its_parent_is_killed(tmp_path):
+    import psutil
+
+    root = str(Path(__file__).resolve().parents[1])
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _ORPHAN_SCRIPT.format(root=root), stdout=asyncio.subprocess.PIPE, cwd=root
+    )
+    try:
+        line = await asyncio.wait_for(parent.stdout.readline(), 60)
+        child = psutil.Process(int(line))  # busy generating when the parent dies
+        assert child.is_running()
+        t0 = time.monotonic()
+        parent.kill()
+        await asyncio.to_thread(child.wait, 10)  # raises TimeoutExpired if it lingers
+        assert time.monotonic() - t0 < 10
+        await parent.wait()
+    finally:
+        if parent.returncode is None:
+            parent.kill()
+        for proc in psutil.process_iter(["cmdline"]):  # never leave an orphan behind, pass or fail
+            if "make_faulty_for_process" in " ".join(proc.info["cmdline"] or []):
+                proc.kill()
