@@ -66,6 +66,8 @@ class TexTuneSBot(commands.Bot):
         if self.sync_only:  # `textunes bot --sync` needs the command tree, not the model
             return
         self.add_dynamic_items(*DYNAMIC_ITEMS)
+        if self.settings.preload_text:  # before the gateway connects: nobody waits on a frozen loop
+            await self.preload_text_models()
         await self.engine.start()
         log.info("engine ready: %s", self.engine.describe())
         # jobs that were queued or running when the bot stopped: run them again, deliver once
@@ -90,6 +92,13 @@ class TexTuneSBot(commands.Bot):
 
                 self._analyzer = await asyncio.to_thread(default_analyzer)
             return self._analyzer
+
+    async def preload_text_models(self) -> None:
+        from engine.text.summary import get_kiwi
+
+        await self.analyzer()
+        await asyncio.to_thread(get_kiwi)
+        log.info("text models loaded")
 
     async def close(self) -> None:
         for task in list(self.background):

@@ -43,6 +43,9 @@ class Settings:
     progress_interval: float = 2.0  # seconds between progress edits (Discord rate-limits edits)
     job_timeout: float = 600.0
     log_level: str = "INFO"
+    # load the text models (and Korean splitter) before going online: building them holds the GIL
+    # for seconds, which would otherwise freeze the bot on the first /bgm-from-text
+    preload_text: bool = True
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "token")
@@ -83,6 +86,16 @@ class Settings:
                 raise SettingsError(f"{name} must be positive, got {raw!r}.")
             return value
 
+        def flag(name: str, default: bool) -> bool:
+            raw = text(name)
+            if raw is None:
+                return default
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise SettingsError(f"{name} must be 1 or 0 (true/false), got {raw!r}.")
+
         def rate(raw: str | None, name: str, default: Rate) -> Rate:
             if raw is None:
                 return default
@@ -122,6 +135,7 @@ class Settings:
             progress_interval=number("TEXTUNES_PROGRESS_INTERVAL", 2.0, float),
             job_timeout=number("TEXTUNES_JOB_TIMEOUT", 600.0, float),
             log_level=(text("TEXTUNES_LOG_LEVEL", "INFO") or "INFO").upper(),
+            preload_text=flag("TEXTUNES_PRELOAD_TEXT", True),
         )
 
     def require_token(self) -> str:

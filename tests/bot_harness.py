@@ -16,7 +16,10 @@ from tests.fake_discord import FakeDiscord, StoredMessage
 
 
 def settings_for(tmp_path: Path, **changes) -> Settings:
-    base = Settings(token="fake-token", data_dir=tmp_path, backend="arranger", progress_interval=0.0)
+    # preload_text off: most tests never analyse text; the ones that do load the models on first use
+    base = Settings(
+        token="fake-token", data_dir=tmp_path, backend="arranger", progress_interval=0.0, preload_text=False
+    )
     return base.with_(**changes)
 
 

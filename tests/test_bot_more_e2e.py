@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from tests.bot_harness import embed_field, running_bot, seconds_of, settings_for
 from tests.fake_discord import FakeDiscord, StoredMessage
 from tests.test_ingest import make_pdf
@@ -160,3 +162,19 @@ async def test_text_mode_over_the_user_limit_is_refused_before_download(
     assert "limit is 1" in error
     assert inter.callback is not None and inter.callback["type"] == 4  # answered directly, never deferred
     assert not fake.attachment_downloads(attachment)
+
+
+async def test_text_models_are_loaded_before_the_bot_goes_online(fake: FakeDiscord, tmp_path: Path) -> None:
+    from bot.settings import Settings, SettingsError
+
+    assert Settings.from_env({}).preload_text is True
+    assert Settings.from_env({"TEXTUNES_PRELOAD_TEXT": "0"}).preload_text is False
+    with pytest.raises(SettingsError, match="TEXTUNES_PRELOAD_TEXT"):
+        Settings.from_env({"TEXTUNES_PRELOAD_TEXT": "maybe"})
+
+    async with running_bot(fake, settings_for(tmp_path, preload_text=True)) as bot:
+        assert bot._analyzer is not None  # loaded in setup_hook, before the gateway connected
+        analyzer = bot._analyzer
+        pasted = await fake.slash("bgm-from-text", {"text": "A quiet walk by the sea at dawn.", "duration": "5"})
+        await pasted.wait_result(timeout=120)
+        assert bot._analyzer is analyzer  # the first request reused it
