@@ -58,7 +58,7 @@ class TexTuneSBot(commands.Bot):
         self.background: set[asyncio.Task] = set()
 
     async def setup_hook(self) -> None:
-        from bot.delivery import resume_job
+        from bot.delivery import finish_interrupted_delivery, report_given_up, resume_job
         from bot.views import DYNAMIC_ITEMS
 
         for extension in EXTENSIONS:
@@ -70,10 +70,18 @@ class TexTuneSBot(commands.Bot):
             await self.preload_text_models()
         await self.engine.start()
         log.info("engine ready: %s", self.engine.describe())
-        # jobs that were queued or running when the bot stopped: run them again, deliver once
+        # What the last process left unfinished. Sorted out here, before the gateway connects, so no
+        # new job can be taken for an old one; the Discord calls then run in the background.
+        # 1. killed while posting (claimed, not delivered): tracks are stored, never regenerate them;
+        #    look on Discord whether the post landed (recover_unfinished leaves these alone)
+        claimed = await asyncio.to_thread(self.store.claimed_undelivered)
+        # 2. queued or running: run again, deliver once; or stopped after too many attempts
         requeue, gave_up = await asyncio.to_thread(self.store.recover_unfinished)
+        for job in claimed:
+            self.spawn(finish_interrupted_delivery(self, job))
         for job in gave_up:
             log.warning("job %s gave up after %s attempts", job.id, job.attempts)
+            self.spawn(report_given_up(self, job))  # the user sees why, once
         for job in requeue:
             self.spawn(resume_job(self, job))
 

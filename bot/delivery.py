@@ -13,6 +13,13 @@ a 413 gets one more try with half the size; an interaction past ~14 minutes, or 
 401/404, has its track posted in the channel instead; a missing permission is told to the user
 (ephemeral, else DM) and to the admin in a WARNING. A post that still fails leaves the job failed
 with the reason and the track in the store, for ``/history``.
+
+After a restart (``bot.py`` setup_hook → the functions at the end): a job killed between
+``claim_delivery`` and ``mark_delivered`` is never generated again: the channel is read to see
+whether its post landed (recorded as delivered), else its stored tracks are posted once, and if
+Discord cannot be read the user is told the track is saved rather than risking a second upload.
+Jobs stopped after too many attempts get a visible failure message (once), and resumed jobs answer
+in the user's original interaction reply while its token lives, else in the channel.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import io
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
@@ -67,8 +75,10 @@ class Surface:
     ) -> discord.Message:
         raise NotImplementedError
 
-    async def fail(self, message: str) -> None:
+    async def fail(self, message: str) -> discord.Message | None:
+        """Show ``message`` (a failure) to the user; returns the message that shows it when known."""
         await self.update(message)
+        return None
 
     def target_for(self, job: JobRecord) -> Surface:
         """Where the finished track of ``job`` should be posted (this surface, unless it expired)."""
@@ -107,9 +117,10 @@ class ChannelSurface(Surface):
             self.muted = True  # the final post will say which permission is missing
             raise
 
-    async def fail(self, message: str) -> None:
+    async def fail(self, message: str) -> discord.Message | None:
         self.muted = False  # a refused progress message need not mean the failure text is refused
         await self.update(f"<@{self.mention}> {message}" if self.mention else message)
+        return self.message
 
     async def deliver(self, *, content, embeds, files, view) -> discord.Message:
         if self.message is not None:
@@ -185,21 +196,74 @@ class InteractionSurface(Surface):
             return
         self.reply_id = message.id
 
-    async def fail(self, message: str) -> None:
+    async def fail(self, message: str) -> discord.Message | None:
         if self.usable():
             try:
-                await self.interaction.edit_original_response(content=message)
-                return
+                return await self.interaction.edit_original_response(content=message)
             except discord.HTTPException as exc:
                 if not _token_gone(exc):
                     raise
                 self.expire(f"HTTP {exc.status}")
-        await self.channel_surface().fail(message)
+        return await self.channel_surface().fail(message)
 
     async def deliver(self, *, content, embeds, files, view) -> discord.Message:
         return await self.interaction.edit_original_response(
             content=content, embeds=embeds, attachments=files, view=view
         )
+
+
+class StoredInteraction:
+    """The parts of a ``discord.Interaction`` that ``InteractionSurface`` uses, rebuilt after a restart
+    from the interaction id and token the job stored, so a resumed job can still edit the user's
+    original response (the stale "⏳ queued" line becomes the result) while the token lives."""
+
+    def __init__(self, bot, job: JobRecord) -> None:
+        if not (job.interaction_id and job.interaction_token and job.channel_id and bot.application_id):
+            raise ValueError(f"job {job.id} has no interaction to answer")
+        self.id = int(job.interaction_id)
+        self.client = bot
+        self.channel = _job_channel(bot, job)
+        self.channel_id = int(job.channel_id)
+        self.guild_id = int(job.guild_id) if job.guild_id else None
+        self.user = discord.Object(int(job.user_id))
+        guild = bot.get_guild(self.guild_id) if self.guild_id else None
+        self.filesize_limit = getattr(guild, "filesize_limit", None) or DEFAULT_UPLOAD_LIMIT
+        # the same webhook discord.py builds for Interaction.followup (application id + token)
+        self.followup = discord.Webhook.from_state(
+            data={"id": bot.application_id, "type": 3, "token": job.interaction_token},
+            state=bot._connection,
+        )
+
+    async def edit_original_response(self, **fields: Any) -> discord.WebhookMessage:
+        return await self.followup.edit_message("@original", **fields)  # type: ignore[arg-type]
+
+
+def _job_channel(bot, job: JobRecord) -> discord.abc.Messageable:
+    """The channel the job was asked in: the cached one when known, else a partial one (enough to post)."""
+    cid = int(job.channel_id or 0)
+    channel = bot.get_channel(cid)
+    if isinstance(channel, discord.abc.Messageable):
+        return channel
+    return bot.get_partial_messageable(cid, guild_id=int(job.guild_id) if job.guild_id else None)
+
+
+def recovery_surface(bot, job: JobRecord) -> Surface:
+    """Where a job from before a restart talks to its user: its interaction's original response while
+    the token lives (an ``InteractionSurface``, so 401/404 and the 14-minute margin fall back to the
+    channel as for any job), else a channel message mentioning the user (replying to ``message_id``
+    when the job has one)."""
+    if job.interaction_valid(margin=TOKEN_MARGIN):
+        try:
+            return InteractionSurface(StoredInteraction(bot, job), job)
+        except ValueError:
+            pass
+    channel = _job_channel(bot, job)
+    reference = None
+    if job.message_id:
+        reference = discord.MessageReference(
+            message_id=int(job.message_id), channel_id=int(job.channel_id or 0), fail_if_not_exists=False
+        )
+    return ChannelSurface(channel, reference, mention=job.user_id)
 
 
 @dataclass
@@ -458,14 +522,29 @@ def _retry_delay(exc: BaseException, attempt: int) -> float | None:
 async def deliver_tracks(
     bot, surface: Surface, job: JobRecord, plan: JobPlan, tracks: list[Track]
 ) -> list[TrackRecord]:
+    """Store the finished ``tracks`` (once) and post them (once)."""
+    records = await asyncio.to_thread(_finish_and_store, bot, job, plan, tracks)
+    await post_tracks(bot, surface, job, plan, records, tracks)
+    return records
+
+
+async def post_tracks(
+    bot,
+    surface: Surface,
+    job: JobRecord,
+    plan: JobPlan,
+    records: list[TrackRecord],
+    tracks: list[Track] | None = None,
+) -> discord.Message | None:
+    """Post ``job``'s stored ``records`` once (``claim_delivery``); returns the message, or None when
+    it was already claimed or could not be posted (the user is then told why)."""
     from bot.embeds import track_embeds
     from bot.views import track_view
 
     store = bot.store
-    records = await asyncio.to_thread(_finish_and_store, bot, job, plan, tracks)
     if not await asyncio.to_thread(store.claim_delivery, job.id):
         log.info("job %s was already delivered; not posting again", job.id)
-        return records
+        return None
     fresh = await asyncio.to_thread(store.get_job, job.id) or job  # its token may have been forgotten
     target = surface.target_for(fresh)
     budget = target.upload_limit
@@ -509,19 +588,23 @@ async def deliver_tracks(
             delay = _retry_delay(exc, attempt)
             if delay is None:
                 await _delivery_failed(bot, surface, target, job, plan, exc, attempts=attempt + 1)
-                return records
+                return None
             attempt += 1
             log.warning(
                 "job %s: posting failed (%s); retry %d in %.1f s", job.id, _describe(exc), attempt, delay
             )
             await asyncio.sleep(delay)
-    await asyncio.to_thread(store.mark_delivered, job.id, message.id)
-    await asyncio.to_thread(store.mark_done, job.id)
+    await _delivered(bot, job, message)
+    return message
+
+
+async def _delivered(bot, job: JobRecord, message: discord.Message) -> None:
+    await asyncio.to_thread(bot.store.mark_delivered, job.id, message.id)
+    await asyncio.to_thread(bot.store.mark_done, job.id)
     try:  # an inviting 🔁 under the track; missing Add Reactions permission is not an error
         await message.add_reaction(REGENERATE_EMOJI)
     except discord.HTTPException:
         pass
-    return records
 
 
 async def _delivery_failed(
@@ -649,33 +732,153 @@ def _friendly_http(exc: Exception) -> str:
     return "Discord did not accept the upload; please try again."
 
 
-async def _safe_fail(surface: Surface, message: str) -> None:
+async def _safe_fail(surface: Surface, message: str) -> discord.Message | None:
     try:
-        await surface.fail(message)
+        return await surface.fail(message)
     except (discord.HTTPException, aiohttp.ClientError) as exc:
         log.warning("could not report a failure to the user (%s)", _describe(exc))
+    return None
 
 
-async def resume_job(bot, job: JobRecord) -> None:
-    """Finish a job that was queued or running when the bot stopped (posted in its channel)."""
-    if job.channel_id is None:
-        await asyncio.to_thread(bot.store.mark_failed, job.id, "no channel to deliver to")
-        return
-    channel = bot.get_partial_messageable(int(job.channel_id))
-    reference = channel.get_partial_message(int(job.message_id)) if job.message_id else None
-    plan = JobPlan(
+# ----------------------------------------------------------------------------------------------
+# After a restart (bot.py setup_hook): what the last process left behind
+# ----------------------------------------------------------------------------------------------
+# how far before the job's creation to start reading the channel (the interaction's reply is made
+# just before the job is recorded; clocks differ a little) and how many messages to read at most
+HISTORY_SLACK = 120.0
+HISTORY_LIMIT = 200
+
+
+def _plan_of(job: JobRecord, suffix: str = "") -> JobPlan:
+    return JobPlan(
         spec=job.spec,
         samples=job.samples,
         analysis=job.request.get("analysis"),
-        title=str(job.request.get("title") or "Your track") + " (resumed after a restart)",
+        title=str(job.request.get("title") or "Your track") + suffix,
     )
+
+
+async def resume_job(bot, job: JobRecord) -> None:
+    """Finish a job that was queued or running when the bot stopped (generated again, posted once)."""
+    if job.channel_id is None:
+        await asyncio.to_thread(bot.store.mark_failed, job.id, "no channel to deliver to")
+        return
+    plan = _plan_of(job, " (resumed after a restart)")
     if job.request.get("extend_seconds") and job.parent_track_id:
         plan.continue_from = await asyncio.to_thread(bot.store.load_track, job.parent_track_id)
         plan.extend_seconds = float(job.request["extend_seconds"])
     try:
-        await run_job(bot, ChannelSurface(channel, reference), job, plan)
+        await run_job(bot, recovery_surface(bot, job), job, plan)
     except discord.HTTPException as exc:
-        log.warning("could not resume job %s: %s", job.id, exc)
+        log.warning("could not resume job %s: %s", job.id, _describe(exc))
+
+
+async def report_given_up(bot, job: JobRecord) -> None:
+    """Tell the user, once, that ``job`` was stopped after too many interrupted attempts (its error)."""
+    store = bot.store
+    if job.channel_id is None or not await asyncio.to_thread(store.claim_delivery, job.id):
+        return
+    title = str(job.request.get("title") or "Your track")
+    text = f"⚠️ **{title}** failed: {job.error or 'it was interrupted too many times.'}"
+    message = await _safe_fail(recovery_surface(bot, job), text)
+    if message is None:  # nothing was shown: a later attempt may claim it again
+        await asyncio.to_thread(store.release_delivery, job.id)
+        return
+    await asyncio.to_thread(store.mark_delivered, job.id, message.id)
+
+
+def _our_post(bot, message: discord.Message, track_ids: set[str]) -> bool:
+    """Is ``message`` the bot's post of one of these tracks (files are named textunes-{track_id}.*)?"""
+    me = bot.user.id if bot.user else None
+    if message.author.id != me and message.webhook_id != bot.application_id:
+        return False
+    return any(track_id in a.filename for a in message.attachments for track_id in track_ids)
+
+
+async def _find_post(bot, job: JobRecord, track_ids: set[str]) -> discord.Message | None:
+    """The message carrying ``job``'s tracks, if the interrupted upload reached Discord.
+
+    Reads the channel from just before the job was made, oldest first: the post is an edit of the
+    interaction's reply or of the status message (both made when the job started) or a message soon
+    after. Without Read Message History, the interaction's original response (where an interaction
+    job posts) is looked at instead. Raises when neither can be read: then nobody can tell.
+    """
+    channel = _job_channel(bot, job)
+    after = datetime.fromtimestamp(job.created_at - HISTORY_SLACK, tz=timezone.utc)
+    try:
+        async for message in channel.history(limit=HISTORY_LIMIT, after=after, oldest_first=True):
+            if _our_post(bot, message, track_ids):
+                return message
+        return None
+    except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        if not job.interaction_valid(margin=5.0):
+            raise
+        log.info("job %s: channel history unreadable (%s); asking the interaction", job.id, _describe(exc))
+        try:
+            original = await StoredInteraction(bot, job).followup.fetch_message("@original")  # type: ignore[arg-type]
+        except discord.HTTPException:
+            raise exc from None
+        if _our_post(bot, original, track_ids):
+            return original
+        raise  # the interaction shows no track, but a moved post could be in the channel: unknown
+
+
+async def finish_interrupted_delivery(bot, job: JobRecord) -> None:
+    """A job claimed for posting when the bot died: its tracks are stored, the post may have landed.
+
+    Never generated again. Found on Discord → recorded as delivered. Certainly not there → the stored
+    tracks are posted through a fresh claim (exactly once). Discord cannot be read → a short visible
+    note points to ``/history`` rather than risking a second upload.
+    """
+    store = bot.store
+    records = await asyncio.to_thread(store.tracks_of_job, job.id)
+    if not records:  # only a failure notice is claimed without tracks (report_given_up): show it again
+        await asyncio.to_thread(store.release_delivery, job.id)
+        if job.state == "failed":
+            await report_given_up(bot, job)
+        else:
+            await asyncio.to_thread(store.update_job, job.id, state="queued")
+            await resume_job(bot, await asyncio.to_thread(store.get_job, job.id) or job)
+        return
+    plan = _plan_of(job)
+    try:
+        found = await _find_post(bot, job, {r.id for r in records})
+    except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        log.warning(
+            "job %s was being posted when the bot stopped, and Discord cannot be read to check (%s); "
+            "telling the user to use /history instead of risking a second post",
+            job.id,
+            _describe(exc),
+        )
+        await _say_saved(bot, job, plan)
+        return
+    if found is not None:
+        log.info("job %s had been posted before the restart (message %s)", job.id, found.id)
+        await _delivered(bot, job, found)
+        return
+    log.info("job %s was not posted before the restart; posting its stored tracks", job.id)
+    await asyncio.to_thread(store.release_delivery, job.id)
+    try:
+        await post_tracks(bot, recovery_surface(bot, job), job, plan, records)
+    except discord.HTTPException as exc:  # a failure message that could not be shown either
+        log.warning("could not post job %s after the restart: %s", job.id, _describe(exc))
+
+
+async def _say_saved(bot, job: JobRecord, plan: JobPlan) -> None:
+    """The visible note for a post that may or may not have landed; the job counts as delivered."""
+    store = bot.store
+    text = (
+        f"⚠️ I restarted while posting **{plan.title}** and could not check whether it arrived. "
+        "It is saved: use `/history` to get it."
+    )
+    surface = ChannelSurface(_job_channel(bot, job), mention=job.user_id)
+    message = await _safe_fail(surface, text)
+    if message is None and not await _tell_privately(bot, surface, job, f"<@{job.user_id}> {text}"):
+        # keep the claim (never post twice); the job is stopped with the reason, its track kept
+        await asyncio.to_thread(store.mark_failed, job.id, "restarted mid-post; could not check or tell")
+        return
+    await asyncio.to_thread(store.mark_delivered, job.id, message.id if message else None)
+    await asyncio.to_thread(store.mark_done, job.id)
 
 
 def owner_refusal(job: JobRecord, user_id: int | str) -> str | None:

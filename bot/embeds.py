@@ -19,7 +19,7 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def track_embeds(plan, records: list[TrackRecord], tracks: list[Track]) -> list[discord.Embed]:
+def track_embeds(plan, records: list[TrackRecord], tracks: list[Track] | None = None) -> list[discord.Embed]:
     spec = plan.spec
     embed = discord.Embed(
         title=f"🎵 {_clip(plan.title, 200)}", description=_clip(spec.prompt, 1000), colour=COLOUR
@@ -31,7 +31,7 @@ def track_embeds(plan, records: list[TrackRecord], tracks: list[Track]) -> list[
     embed.add_field(name="Tempo", value=f"{spec.tempo} · {spec.bpm} BPM · {spec.mode}")
     if spec.instruments:
         embed.add_field(name="Instruments", value=", ".join(spec.instruments))
-    first = tracks[0]
+    first = tracks[0] if tracks else records[0]  # stored tracks (re-posted after a restart) say it too
     embed.add_field(name="Backend", value=f"{first.backend} ({_clip(first.model, 60)})")
     embed.add_field(name="Seed", value=", ".join(str(r.seed) for r in records))
     embed.add_field(name="Duration", value=_clip(", ".join(_mmss(r.duration) for r in records), 100))

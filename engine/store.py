@@ -812,12 +812,17 @@ class Store:
 
         Returns ``(requeue, gave_up)``, both oldest first. A job that kills the worker every time it
         runs would otherwise crash-loop the bot forever.
+
+        Jobs claimed for delivery are left alone: their tracks are already stored (the claim comes
+        after them), so regenerating would waste the work and lose the claim's answer to "was it
+        posted?". ``claimed_undelivered`` lists them for the bot to check against Discord.
         """
         requeue, gave_up = [], []
         with self._tx() as conn:
             now = self._clock()
             rows = conn.execute(
-                "SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at, rowid"
+                "SELECT * FROM jobs WHERE state IN ('queued', 'running') AND claimed_at IS NULL "
+                "ORDER BY created_at, rowid"
             ).fetchall()
             for row in rows:
                 if row["attempts"] >= max_attempts:

@@ -10,7 +10,16 @@ import pytest
 
 from engine.errors import UserInputError
 from engine.spec import MusicSpec
-from engine.text.analyzer import BPM_HIGH, BPM_LOW, Analysis, Analyzer, spec_from_file
+from engine.text.analyzer import (
+    BPM_HIGH,
+    BPM_LOW,
+    GENERAL_GENRES,
+    TOPIC_MIN_CONFIDENCE,
+    Analysis,
+    Analyzer,
+    general_genres,
+    spec_from_file,
+)
 from engine.text.ingest import EmptyDocument, FileTooLarge, NotText
 from engine.text.labels import EKMAN_LABELS
 from textunes.cli import main
@@ -44,9 +53,12 @@ def _check_consistent(a: Analysis, analyzer: Analyzer) -> None:
     assert set(a.emotion["scores"]) == set(EKMAN_LABELS)
     assert abs(sum(a.emotion["scores"].values()) - 1) < 1e-3
     assert -1 <= a.valence <= 1 and -1 <= a.arousal <= 1
-    # genres come from the topic table (the top topic, or the runner-up when it is close)
+    # genres come from the topic table (the top topic, or the runner-up when it is close), or from
+    # the general list when the topic is only a guess
     cat = analyzer.catalogue
     allowed = set(cat.topic_genres(a.topic["id"])) | set(cat.topic_genres(a.topic["top3"][1]["id"]))
+    if a.topic["score"] < TOPIC_MIN_CONFIDENCE:
+        allowed = set(GENERAL_GENRES)
     allowed_keys = {cat.resolve(kind, g).en for g in allowed for kind in ("genres", "instruments", "moods")
                     if cat.get(kind, g)}  # fmt: skip
     assert a.genres and set(a.genres) <= allowed_keys
@@ -68,6 +80,34 @@ def test_happy_english_text(happy: Analysis, analyzer: Analyzer) -> None:
     assert happy.bpm == expected_bpm and happy.spec.bpm == expected_bpm
     assert any(f"{expected_bpm} BPM" in r for r in happy.reasons)
     assert not happy.overrides
+
+
+def test_unsure_topic_falls_back_to_general_genres(happy: Analysis, analyzer: Analyzer) -> None:
+    # The festival text is about no book category: its best topic (it used to be "Calendars" and
+    # gave Lullaby/Meditation picks) is a weak guess, so the genres follow the text's energy instead.
+    assert happy.topic["score"] < TOPIC_MIN_CONFIDENCE
+    assert happy.genres and set(happy.genres) <= set(GENERAL_GENRES)
+    energy = (happy.arousal + 1) / 2
+    assert happy.genres[0] == general_genres(analyzer.catalogue, energy, happy.valence)[0]
+    assert not set(happy.genres) & {"Lullaby", "Meditation"}  # nothing sleepy for an excited text
+    reason = next(r for r in happy.reasons if "only a guess" in r)
+    assert happy.topic["name"] in reason and ", ".join(happy.genres) in reason
+
+
+def test_confident_topic_keeps_its_genre_table(analyzer: Analyzer) -> None:
+    a = analyzer.analyze("Learn Python Programming: A Beginner's Guide to Coding and Software")
+    assert a.topic["name"] == "Computers & Technology" and a.topic["score"] >= TOPIC_MIN_CONFIDENCE
+    assert set(a.genres) <= set(analyzer.catalogue.topic_genres(a.topic["id"]))
+    assert not any("only a guess" in r for r in a.reasons)
+    assert any(r.startswith("topic Computers & Technology") for r in a.reasons)
+
+
+def test_general_genres_follow_energy_and_valence(analyzer: Analyzer) -> None:
+    cat = analyzer.catalogue
+    assert general_genres(cat, 0.1, 0.0)[0] == "Ambient"  # calm
+    assert general_genres(cat, 0.65, 0.7)[0] == "Pop"  # lively and bright
+    assert general_genres(cat, 0.55, -0.6)[0] == "Cinematic"  # tense and dark
+    assert sorted(general_genres(cat, 0.5, 0.0)) == sorted(GENERAL_GENRES)
 
 
 def test_sad_korean_text(sad: Analysis, happy: Analysis, analyzer: Analyzer) -> None:

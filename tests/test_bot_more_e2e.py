@@ -93,7 +93,10 @@ async def test_jobs_interrupted_by_a_restart_are_resumed_and_posted_once(
         assert [bot.store.get_job(j).attempts for j in job_ids]  # both still known to the store
 
         def delivered() -> list[StoredMessage]:
-            return [m for m in fake.channel_messages() if m.attachments and "resumed" in m.content]
+            # in the interactions' replies while their tokens live (bot/delivery.py recovery_surface)
+            return [
+                m for m in (running.original, waiting.original) if m.attachments and "resumed" in m.content
+            ]
 
         await fake.wait_until(
             lambda: len(delivered()) == 2, 90, "both interrupted jobs posted after the restart"

@@ -166,6 +166,22 @@ def test_recover_unfinished_requeues_and_gives_up_on_crash_loops(store: Store) -
     assert [j.id for j in store.pending_deliveries()] == [crashing.id]  # its failure still gets told
 
 
+def test_recover_unfinished_leaves_jobs_killed_mid_post_to_claimed_undelivered(store: Store) -> None:
+    # the bot died between claim_delivery and mark_delivered: the tracks are stored, the post may
+    # have landed, so the job must be checked against Discord, never generated again
+    posting, waiting = new_job(store), new_job(store)
+    for _ in range(3):  # even past the crash-loop limit: its work is done, only the post is unknown
+        store.mark_running(posting.id)
+    store.add_track(posting.id, make_track())
+    assert store.claim_delivery(posting.id)
+    requeue, gave_up = store.recover_unfinished(max_attempts=3)
+    assert [j.id for j in requeue] == [waiting.id] and gave_up == []
+    left = store.get_job(posting.id)
+    assert left.state == "running" and left.claimed_at is not None  # untouched
+    assert [j.id for j in store.claimed_undelivered()] == [posting.id]
+    assert len(store.tracks_of_job(posting.id)) == 1
+
+
 def test_expired_interaction_tokens_are_forgotten(store: Store) -> None:
     job = new_job(store, interaction_token="tok")
     assert store.get_job(job.id).interaction_valid(now=job.created_at + 60)

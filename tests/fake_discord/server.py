@@ -28,6 +28,7 @@ MANAGE_GUILD = 1 << 5
 # permissions of a plain member: view, send, embed, attach, read history, add reactions, use commands
 MEMBER_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 15) | (1 << 16) | (1 << 6) | (1 << 31)
 ALL_PERMISSIONS = (1 << 41) - 1
+DISCORD_EPOCH_MS = 1420070400000  # snowflakes count milliseconds from 2015-01-01
 
 _OPTION_TYPES = {str: 3, int: 4, bool: 5, float: 10}
 
@@ -85,6 +86,7 @@ class StoredMessage:
     reactions: list[str] = field(default_factory=list)  # emojis the bot itself added
     edits: list[dict] = field(default_factory=list)  # every payload that touched it, in order
     deleted: bool = False
+    created: float = field(default_factory=time.time)  # wall clock: what its snowflake would encode
 
     @property
     def ephemeral(self) -> bool:
@@ -317,6 +319,7 @@ class FakeDiscord:
         app.router.add_post(api + "/webhooks/{app}/{token}", self._webhook_execute)
         app.router.add_route("*", api + "/webhooks/{app}/{token}/messages/{mid}", self._webhook_message)
         app.router.add_post(api + "/channels/{cid}/messages", self._channel_send)
+        app.router.add_get(api + "/channels/{cid}/messages", self._channel_history)
         app.router.add_post(api + "/users/@me/channels", self._open_dm)
         app.router.add_route("*", api + "/channels/{cid}/messages/{mid}", self._channel_message)
         app.router.add_route("*", api + "/channels/{cid}/messages/{mid}/reactions/{emoji}/{who}", self._reaction)
@@ -619,6 +622,37 @@ class FakeDiscord:
         await self._echo("MESSAGE_CREATE", msg)
         await self._notify()
         return _json(msg.to_payload(self.base_url))
+
+    def _history_key(self, snowflake: str, *, upper: bool) -> tuple[float, float]:
+        """Where a ``before``/``after`` cursor falls: one of our messages (our ids are counters, not
+        timestamps), else a time snowflake as discord.py makes from a datetime."""
+        msg = self.messages.get(int(snowflake))
+        if msg is not None:
+            return (msg.created, msg.id)
+        at = ((int(snowflake) >> 22) + DISCORD_EPOCH_MS) / 1000
+        return (at, float("inf") if upper else -1.0)
+
+    async def _channel_history(self, request: web.Request) -> web.Response:
+        """GET /channels/{cid}/messages like Discord: up to ``limit`` (1-100, default 50) visible
+        messages, newest first; ``before``/``after`` bound them, and ``after`` alone gives the oldest
+        ``limit`` after it. Without Read Message History: 403 code 50001."""
+        cid = int(request.match_info["cid"])
+        if "read_message_history" in self.denied.get(cid, set()):
+            return _json({"message": "Missing Access", "code": 50001}, 403)
+        limit = max(1, min(int(request.query.get("limit", 50)), 100))
+        found = sorted(
+            (m for m in self.messages.values() if m.channel_id == cid and not m.deleted and not m.ephemeral),
+            key=lambda m: (m.created, m.id),
+        )
+        after, before = request.query.get("after"), request.query.get("before")
+        if after is not None:
+            low = self._history_key(after, upper=True)
+            found = [m for m in found if (m.created, m.id) > low]
+        if before is not None:
+            high = self._history_key(before, upper=False)
+            found = [m for m in found if (m.created, m.id) < high]
+        page = found[:limit] if after is not None and before is None else found[-limit:]
+        return _json([m.to_payload(self.base_url) for m in reversed(page)])
 
     async def _channel_message(self, request: web.Request) -> web.Response:
         msg = self.messages.get(int(request.match_info["mid"]))
