@@ -156,8 +156,11 @@ def _load_model(
                 raise BackendUnavailable(
                     f"'{model_id_or_path}' is a {getattr(config, 'model_type', 'unknown')!r} model, not MusicGen."
                 )
+            # int8 reads the checkpoint into owned memory: a memory-mapped one stays resident after
+            # quantisation (every page was read), which measured 2.95 vs 1.36 GB RSS for musicgen-small
+            extra = {"disable_mmap": True} if int8 else {}
             model = model_class.from_pretrained(
-                model_id_or_path, dtype=dtype, local_files_only=local_files_only
+                model_id_or_path, dtype=dtype, local_files_only=local_files_only, **extra
             )
         except ImportError as exc:
             # e.g. MusicGen-Melody's chroma feature extractor needs torchaudio, which we do not install
