@@ -178,6 +178,9 @@ def _load_model(
         model.eval()
         if int8:
             _quantize_int8(model)
+            import gc
+
+            gc.collect()  # the replaced float Linear layers sit in reference cycles: free them now
         frames = int(DECODE_BUDGET_SECONDS * model.config.audio_encoder.frame_rate)
         model.audio_encoder.decode = _decode_in_chunks(model.audio_encoder.decode, frames)
         loaded = _LoadedModel(processor, model, device, dtype, is_melody, threading.Lock())
