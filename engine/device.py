@@ -99,9 +99,9 @@ def cpu_prefers_int8() -> bool:
     """Whether ``dtype="auto"`` on CPU quantises the decoder's Linear layers to int8.
 
     Why: the decoder loop is bound by reading weights; int8 reads 4x fewer bytes and fbgemm's int8
-    GEMM is far better tuned than fp32 at small batch. On this 2-core AVX2 EPYC one 1024x4096 Linear
-    at batch 2 took 2370 us in fp32 vs 167 us int8, and a musicgen-small decoder step 349 -> 78 ms
-    (batch 1) — see bench/generate.py. ``TEXTUNES_CPU_INT8=0`` keeps float32.
+    GEMM is far better tuned than fp32 at small batch. On this 2-core AVX2 EPYC a musicgen-small
+    decoder step at batch 1 took 333 ms in fp32 vs 67 ms in int8 (bench/decode_steps.py).
+    ``TEXTUNES_CPU_INT8=0`` keeps float32.
     """
     override = os.environ.get("TEXTUNES_CPU_INT8", "").strip().lower()
     if override:

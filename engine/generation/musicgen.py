@@ -18,7 +18,7 @@ Design notes (why):
   and reduced precision there only costs audio quality.
 - On CPU, ``dtype="auto"`` int8-quantises the Linear layers of the T5 encoder and the decoder
   (torch's dynamic quantisation, fbgemm kernels): the per-step cost is reading weights, and int8
-  reads 4x fewer bytes. torchao's CPU int8 path was 30x slower here without torch.compile.
+  reads 4x fewer bytes. torchao's int8 configs were far slower than fbgemm here without torch.compile.
 """
 
 from __future__ import annotations
