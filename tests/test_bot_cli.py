@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,17 @@ from textunes.cli import main
 
 SECRET = "fake-token-that-must-never-be-printed"
 EXPECTED = {"bgm", "bgm-from-text", "queue", "cancel", "categories"}
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored() -> Iterator[None]:
+    """`textunes bot` installs discord.py's root log handler on pytest's captured stderr; put the
+    root logger back so later tests neither log into a closed stream nor collect other loggers' INFO."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

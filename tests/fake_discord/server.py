@@ -323,7 +323,7 @@ class FakeDiscord:
         app.router.add_post(api + "/users/@me/channels", self._open_dm)
         app.router.add_route("*", api + "/channels/{cid}/messages/{mid}", self._channel_message)
         app.router.add_route("*", api + "/channels/{cid}/messages/{mid}/reactions/{emoji}/{who}", self._reaction)
-        self._runner = web.AppRunner(app, handle_signals=False)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)  # URLs carry tokens
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
