@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 import discord
 
+from bot.embeds import mmss
 from engine.errors import UserInputError
 from engine.jobs import JobCancelled, JobFailed, JobRequest
 from engine.spec import MusicSpec, Track
@@ -396,11 +397,6 @@ def _size(n: float) -> str:
     return f"{n / 1048576:.1f} MB" if n >= 1048576 else f"{n / 1024:.0f} KB"
 
 
-def _mmss(seconds: float) -> str:
-    total = int(round(seconds))
-    return f"{total // 60}:{total % 60:02d}"
-
-
 @dataclass
 class Uploads:
     """The files of one post (bytes, so a retry can send them again) and what was done to fit them."""
@@ -485,7 +481,7 @@ def _ready_text(job: JobRecord, plan: JobPlan, uploads: Uploads, *, moved: bool)
     if uploads.previews:
         shown, full = uploads.previews[0]
         text += (
-            f"\n⚠️ This is a **preview**: the first {_mmss(shown)} of {_mmss(full)}, faded out. The full "
+            f"\n⚠️ This is a **preview**: the first {mmss(shown)} of {mmss(full)}, faded out. The full "
             f"track does not fit this server's upload limit ({_size(uploads.budget)}) even at the lowest "
             "bitrate. It is saved: post it with `/history` where larger files are allowed, or ask for a "
             "shorter duration."

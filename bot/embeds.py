@@ -10,7 +10,8 @@ from engine.store import TrackRecord
 COLOUR = discord.Colour(0x5B8DEF)
 
 
-def _mmss(seconds: float) -> str:
+def mmss(seconds: float) -> str:
+    """A duration as m:ss for messages (rounded to the second)."""
     total = int(round(seconds))
     return f"{total // 60}:{total % 60:02d}"
 
@@ -34,7 +35,7 @@ def track_embeds(plan, records: list[TrackRecord], tracks: list[Track] | None = 
     first = tracks[0] if tracks else records[0]  # stored tracks (re-posted after a restart) say it too
     embed.add_field(name="Backend", value=f"{first.backend} ({_clip(first.model, 60)})")
     embed.add_field(name="Seed", value=", ".join(str(r.seed) for r in records))
-    embed.add_field(name="Duration", value=_clip(", ".join(_mmss(r.duration) for r in records), 100))
+    embed.add_field(name="Duration", value=_clip(", ".join(mmss(r.duration) for r in records), 100))
     analysis = plan.analysis
     if analysis:
         summary = " ".join(analysis.get("summary") or [])

@@ -18,7 +18,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.library import _canonical_tempo, _mmss, guild_limits, reply_error, store_of
+from bot.cogs.library import _canonical_tempo, guild_limits, reply_error, store_of
+from bot.embeds import mmss
 from engine.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ class Admin(commands.Cog):
         )
         embed.add_field(name="Jobs per member", value=str(limits["jobs_per_user"]))
         embed.add_field(name="Queue size", value=str(limits["queue_size"]))
-        embed.add_field(name="Max duration", value=_mmss(limits["max_duration"]))
+        embed.add_field(name="Max duration", value=mmss(limits["max_duration"]))
         embed.add_field(name="Max takes", value=str(limits["max_samples"]))
         embed.add_field(name="Jobs/min per member", value=str(limits["user_jobs_per_minute"]))
         embed.add_field(name="Jobs/min server", value=str(limits["guild_jobs_per_minute"]))
@@ -237,7 +238,7 @@ class Admin(commands.Cog):
             return
         summary = (
             f"jobs per member **{merged['jobs_per_user']}**, queue **{merged['queue_size']}**, "
-            f"max duration **{_mmss(merged['max_duration'])}**, takes **{merged['max_samples']}**, "
+            f"max duration **{mmss(merged['max_duration'])}**, takes **{merged['max_samples']}**, "
             f"per member **{merged['user_jobs_per_minute']}/min**, server **{merged['guild_jobs_per_minute']}/min**"
         )
         prefix = "Saved. " if changes or max_duration is not None else ""
@@ -347,7 +348,7 @@ def _preset_line(preset) -> str:
     if preset.tempo:
         parts.append(preset.tempo)
     if preset.duration:
-        parts.append(_mmss(preset.duration))
+        parts.append(mmss(preset.duration))
     return f"**{preset.name}**: {', '.join(parts)}"
 
 

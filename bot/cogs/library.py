@@ -16,6 +16,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.embeds import mmss
 from engine.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -44,11 +45,6 @@ async def reply_error(interaction: discord.Interaction, message: str) -> None:
         await interaction.response.send_message(message, ephemeral=True)
 
 
-def _mmss(seconds: float) -> str:
-    total = int(round(seconds))
-    return f"{total // 60}:{total % 60:02d}"
-
-
 def track_title(record: TrackRecord, limit: int = 90) -> str:
     """A short human name for a track: its genres/moods, else the start of its prompt."""
     params = record.params or {}
@@ -59,7 +55,7 @@ def track_title(record: TrackRecord, limit: int = 90) -> str:
 
 def track_embed(record: TrackRecord, *, title: str | None = None, favorite: bool = False) -> discord.Embed:
     embed = discord.Embed(title=title or track_title(record, 250), description=record.prompt[:4000])
-    embed.add_field(name="Duration", value=_mmss(record.duration))
+    embed.add_field(name="Duration", value=mmss(record.duration))
     embed.add_field(name="Seed", value=str(record.seed))
     embed.add_field(name="Backend", value=f"{record.backend or '?'} ({record.model or '?'})"[:1024])
     embed.set_footer(text=f"track {record.id}" + (f" · {STAR} favorite" if favorite else ""))
@@ -70,7 +66,7 @@ def history_line(n: int, record: TrackRecord, favorite: bool) -> str:
     star = f"{STAR} " if favorite else ""
     gone = " · *audio expired*" if not record.available else ""
     return (
-        f"`{n:>2}.` {star}**{track_title(record, 60)}** · {_mmss(record.duration)} · seed {record.seed}"
+        f"`{n:>2}.` {star}**{track_title(record, 60)}** · {mmss(record.duration)} · seed {record.seed}"
         f" · <t:{int(record.created_at)}:R>{gone}"
     )
 
@@ -176,7 +172,7 @@ class Library(commands.Cog):
             discord.SelectOption(
                 label=f"{n}. {track_title(r, 90)}"[:100],
                 value=r.id,
-                description=f"{_mmss(r.duration)} · seed {r.seed}"[:100],
+                description=f"{mmss(r.duration)} · seed {r.seed}"[:100],
                 emoji=STAR if r.id in favorites else None,
             )
             for n, r in enumerate(records, 1)
@@ -268,7 +264,7 @@ class Library(commands.Cog):
         needle = current.strip().casefold()
         choices = []
         for record in records:
-            name = f"{track_title(record, 70)} · {_mmss(record.duration)} · seed {record.seed}"
+            name = f"{track_title(record, 70)} · {mmss(record.duration)} · seed {record.seed}"
             if needle and needle not in name.casefold() and not record.id.startswith(needle):
                 continue
             choices.append(app_commands.Choice(name=name[:100], value=record.id))
@@ -348,7 +344,7 @@ class Library(commands.Cog):
         )
         embed.add_field(name="Tempo", value=current.get("tempo") or "not set")
         embed.add_field(
-            name="Duration", value=_mmss(current["duration"]) if current.get("duration") else "not set"
+            name="Duration", value=mmss(current["duration"]) if current.get("duration") else "not set"
         )
         embed.add_field(name="Format", value=current.get("format") or "mp3")
         await interaction.response.send_message(embed=embed, ephemeral=True)
@@ -383,7 +379,7 @@ def _checked_duration(store: Store, guild_id: int | None, value: str, bot: comma
     cap = guild_limits(store, guild_id, bot)["max_duration"]
     if seconds > cap:
         raise UserInputError(
-            f"This server allows at most {_mmss(cap)} per track; choose {_mmss(cap)} or less."
+            f"This server allows at most {mmss(cap)} per track; choose {mmss(cap)} or less."
         )
     return seconds
 
