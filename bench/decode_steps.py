@@ -1,7 +1,7 @@
 """Where MusicGen's time goes: per-decoder-step time and the codec's tail, per precision and batch.
 
     .venv/bin/python bench/decode_steps.py                                  # int8 vs fp32, batch 1 and 16, 5 s
-    .venv/bin/python bench/decode_steps.py --dtypes int8 --batches 16 --static both
+    .venv/bin/python bench/decode_steps.py --dtypes int8 --batches 16 --kv-cache both
 
 Runs ``MusicGenBackend.generate`` (the product's path) on the random musicgen-small checkpoint of
 ``bench/_musicgen_random.py`` and times each decoder step through the progress callback. "codec tail"
@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 PROMPT = "calm lofi piano with soft drums at 80 bpm"
 
 
-def measure(backend, batch: int, seconds: float, static: bool) -> dict:
+def measure(backend, batch: int, seconds: float, kv_cache: str) -> dict:
     from engine.spec import MusicSpec
 
-    backend.static_cache = static
+    backend.kv_cache = kv_cache
     specs = [MusicSpec(prompt=PROMPT, duration=seconds)] * batch
     stamps: list[float] = []
     t0 = time.perf_counter()
@@ -45,7 +45,9 @@ def main() -> None:
     p.add_argument("--dtypes", default="float32,int8")
     p.add_argument("--batches", default="1,16")
     p.add_argument("--seconds", type=float, default=5.0)
-    p.add_argument("--static", choices=("on", "off", "both"), default="on", help="static KV cache")
+    p.add_argument(
+        "--kv-cache", choices=("preallocated", "dynamic", "both"), default="preallocated", help="KV cache"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--model-dir", default="/tmp/textunes-bench/musicgen-small-random")
     args = p.parse_args()
@@ -56,19 +58,19 @@ def main() -> None:
     from engine.generation import musicgen as mg
 
     checkpoint = build_random_musicgen_small(args.model_dir)
-    statics = {"on": (True,), "off": (False,), "both": (False, True)}[args.static]
+    caches = ("dynamic", "preallocated") if args.kv_cache == "both" else (args.kv_cache,)
     print(f"musicgen-small (random weights), {args.seconds:g}-s clips, {args.threads} threads\n")
-    print("| dtype | batch | static KV | step (median ms) | codec tail s | wall s | audio-s/s | RSS GB |")
+    print("| dtype | batch | KV cache | step (median ms) | codec tail s | wall s | audio-s/s | RSS GB |")
     print("|---|---|---|---|---|---|---|---|")
     for dtype in args.dtypes.split(","):
         backend = mg.MusicGenBackend(str(checkpoint), device="cpu", dtype=dtype, threads=args.threads)
         backend.generate([mg.MusicSpec(prompt=PROMPT, duration=0.2)], seed=1)  # warm-up
         for batch in (int(b) for b in args.batches.split(",")):
-            for static in statics:
-                r = measure(backend, batch, args.seconds, static)
+            for kv_cache in caches:
+                r = measure(backend, batch, args.seconds, kv_cache)
                 rss = psutil.Process().memory_info().rss / 2**30
                 print(
-                    f"| {backend._dtype_name} | {batch} | {'on' if static else 'off'} | {r['step_ms']:.0f} | "
+                    f"| {backend._dtype_name} | {batch} | {kv_cache} | {r['step_ms']:.0f} | "
                     f"{r['codec_s']:.1f} | {r['wall']:.1f} | {r['rate']:.3f} | {rss:.2f} |",
                     flush=True,
                 )

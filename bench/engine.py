@@ -4,11 +4,12 @@
     .venv/bin/python bench/engine.py --quick         # tiny random MusicGen, seconds (smoke run)
 
 Phases run in separate subprocesses so each one's peak memory is its own:
-  naive   one prompt per ``generate`` call, fp32, sequential (what a simple bot does). It is slow
-          (~0.12 audio-s/s here), so it runs ``--naive-requests`` of the requests; sequential
-          throughput does not depend on how many are queued, so that measures it exactly.
-  engine  all ``--requests`` submitted at once to ``JobEngine`` (micro-batched, fp32 + static KV
-          cache by default, worker process), while a ticker coroutine measures the event loop's lateness.
+  naive   one prompt per ``generate`` call, fp32, sequential, transformers' own KV cache and glibc's
+          default heap (what a simple bot does). It is slow (~0.1 audio-s/s here), so it runs
+          ``--naive-requests`` of the requests; sequential throughput does not depend on how many
+          are queued, so that measures it exactly.
+  engine  all ``--requests`` submitted at once to ``JobEngine`` (micro-batched, auto precision,
+          preallocated KV cache, worker process), while a ticker coroutine measures the event loop's lateness.
   arranger the offline arranger through the engine: its realtime factor.
 
 Model: the real facebook/musicgen-small architecture with random weights (speed does not depend on
@@ -93,7 +94,13 @@ def phase_naive(args) -> dict:
 
     with PeakRSS() as rss:
         backend = load_backend(
-            "musicgen", model=args.model_dir, device="cpu", dtype="float32", threads=args.threads, log=None
+            "musicgen",
+            model=args.model_dir,
+            device="cpu",
+            dtype="float32",
+            threads=args.threads,
+            kv_cache="dynamic",
+            log=None,
         )
         t0 = time.perf_counter()
         done = []
@@ -164,7 +171,7 @@ async def _through_engine(config, requests: int, seconds: float) -> dict:
 def phase_engine(args) -> dict:
     from engine.jobs import EngineConfig
 
-    options = {"threads": args.threads, "static_cache": args.static_cache, "max_batch": args.max_batch}
+    options = {"threads": args.threads, "kv_cache": args.kv_cache, "max_batch": args.max_batch}
     config = EngineConfig(
         backend="musicgen",
         model=args.model_dir,
@@ -179,7 +186,7 @@ def phase_engine(args) -> dict:
     )
     with PeakRSS() as rss:
         out = asyncio.run(_through_engine(config, args.requests, args.seconds))
-    extras = f"{args.dtype}, batch ≤ {args.max_batch}{', static cache' if args.static_cache else ''}, {args.worker} worker"
+    extras = f"{args.dtype}, batch ≤ {args.max_batch}, {args.kv_cache} KV cache, {args.worker} worker"
     out.update(name=f"engine ({extras}; {out['calls']} calls)", peak_rss_gb=rss.peak / 2**30)
     return out
 
@@ -209,7 +216,10 @@ PHASES = {"naive": phase_naive, "engine": phase_engine, "arranger": phase_arrang
 def _run_phase(name: str, argv: list[str]) -> dict | None:
     cmd = [sys.executable, __file__, "--phase", name, *argv]
     print(f"… {name}", file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    env = dict(os.environ)
+    if name == "naive":  # glibc's default heap, as a plain script has (see engine.device)
+        env["TEXTUNES_KEEP_HEAP"] = "0"
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("{"):
             return json.loads(line)
@@ -228,16 +238,16 @@ def main() -> int:
     p.add_argument("--naive-requests", type=int, default=2, help="requests the naive loop runs (default 2)")
     p.add_argument("--arranger-seconds", type=float, default=30.0, help="arranger track length (default 30)")
     p.add_argument("--max-batch", type=int, default=8)
-    # fp32 + static KV cache measured fastest on this AVX2-only CPU (bf16 is emulated there, see
-    # bench/generate.py); on CPUs with native bf16 (AVX512-BF16/AMX) try --dtype bfloat16.
+    # auto = int8 on CPUs without native bf16 (measured fastest on this AVX2-only box, see
+    # bench/generate.py); on CPUs with AVX512-BF16/AMX auto picks bfloat16.
     p.add_argument(
         "--dtype", default="auto", help="engine dtype (default auto: int8 on CPU without native bf16)"
     )
     p.add_argument(
-        "--static-cache",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="static KV cache in the engine's backend (default on)",
+        "--kv-cache",
+        choices=("preallocated", "dynamic"),
+        default="preallocated",
+        help="the engine backend's KV cache (default preallocated; dynamic = transformers' own)",
     )
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     p.add_argument("--worker", choices=("process", "thread"), default="process")
@@ -270,7 +280,7 @@ def main() -> int:
             "--model-dir", args.model_dir, "--requests", "4", "--seconds", "2", "--naive-requests", "2",
             "--arranger-seconds", "5", "--max-batch", str(args.max_batch), "--dtype", args.dtype,
             "--threads", str(args.threads), "--worker", args.worker,
-            "--static-cache" if args.static_cache else "--no-static-cache",
+            "--kv-cache", args.kv_cache,
         ]  # fmt: skip
     else:
         from _musicgen_random import build_random_musicgen_small

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/generate.py                # 5 s clips, full table (several minutes on 2 cores)
     .venv/bin/python bench/generate.py --quick        # 2 s clips, fewer rows
-    .venv/bin/python bench/generate.py --rows naive,bf16-b8,bf16-b8-static
+    .venv/bin/python bench/generate.py --rows naive,int8-b8,int8-b8-prealloc
 
 Speed does not depend on weight values, so a random checkpoint with musicgen-small's exact
 architecture (bench/_musicgen_random.py, built once into --checkpoint) times the real thing. Every
@@ -42,24 +42,30 @@ class Row:
     dtype: str
     batch: int  # prompts per generate call
     calls: int  # generate calls timed (sequential)
-    static_cache: bool = False
+    kv_cache: str = "dynamic"  # transformers' own; "preallocated" is ours
 
 
 ROWS = {
     "naive": Row("naive", "musicgen naive (1 prompt/call)", "float32", 1, 1),
     "fp32-b8": Row("fp32-b8", "musicgen batched", "float32", 8, 1),
-    "fp32-b8-static": Row("fp32-b8-static", "musicgen batched + static KV", "float32", 8, 1, True),
+    "fp32-b8-prealloc": Row(
+        "fp32-b8-prealloc", "musicgen batched + preallocated KV", "float32", 8, 1, "preallocated"
+    ),
     "bf16-b1": Row("bf16-b1", "musicgen bf16 (1 prompt/call)", "bfloat16", 1, 1),
     "bf16-b8": Row("bf16-b8", "musicgen batched", "bfloat16", 8, 1),
-    "bf16-b8-static": Row("bf16-b8-static", "musicgen batched + static KV", "bfloat16", 8, 1, True),
+    "bf16-b8-prealloc": Row(
+        "bf16-b8-prealloc", "musicgen batched + preallocated KV", "bfloat16", 8, 1, "preallocated"
+    ),
     "bf16-b16": Row("bf16-b16", "musicgen batched", "bfloat16", 16, 1),
     "int8-b1": Row("int8-b1", "musicgen int8 (1 prompt/call)", "int8", 1, 1),
     "int8-b8": Row("int8-b8", "musicgen batched", "int8", 8, 1),
-    "int8-b8-static": Row("int8-b8-static", "musicgen batched + static KV", "int8", 8, 1, True),
+    "int8-b8-prealloc": Row(
+        "int8-b8-prealloc", "musicgen batched + preallocated KV", "int8", 8, 1, "preallocated"
+    ),
     "int8-b16": Row("int8-b16", "musicgen batched", "int8", 16, 1),
 }
-DEFAULT_ROWS = ("naive", "fp32-b8", "int8-b1", "int8-b8", "int8-b8-static", "int8-b16")
-QUICK_ROWS = ("naive", "int8-b8", "int8-b8-static")
+DEFAULT_ROWS = ("naive", "fp32-b8", "int8-b1", "int8-b8", "int8-b8-prealloc", "int8-b16")
+QUICK_ROWS = ("naive", "int8-b8", "int8-b8-prealloc")
 
 
 def _specs(n: int, seconds: float):
@@ -73,7 +79,7 @@ def run_musicgen(row: Row, checkpoint: Path, seconds: float, threads: int | None
     from engine.generation import musicgen as mg
 
     backend = mg.MusicGenBackend(
-        str(checkpoint), device="cpu", dtype=row.dtype, static_cache=row.static_cache, threads=threads
+        str(checkpoint), device="cpu", dtype=row.dtype, kv_cache=row.kv_cache, threads=threads
     )
     backend.generate(_specs(row.batch, 0.2), seed=0)  # warm-up: allocator, kernels, caches
     audio = 0.0

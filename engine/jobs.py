@@ -151,7 +151,7 @@ class EngineConfig:
     batch_window: float = 0.05  # seconds an idle worker waits for more requests to batch
     max_samples: int = 8
     generation_params: dict = field(default_factory=dict)  # set_generation_params(**) after loading
-    backend_options: dict = field(default_factory=dict)  # load_backend(**): static_cache, threads, max_batch
+    backend_options: dict = field(default_factory=dict)  # load_backend(**): kv_cache, threads, max_batch
     # (device) -> backend, instead of load_backend(backend, model, device, dtype). Process mode
     # pickles it: use a module-level function or functools.partial of one.
     backend_factory: BackendFactory | None = None

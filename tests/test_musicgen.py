@@ -223,15 +223,83 @@ def test_bfloat16_generation_keeps_codec_in_float32(tiny_musicgen_dir: Path) -> 
     assert np.isfinite(track.audio).all()
 
 
-def test_static_cache_option_generates(tiny_musicgen_dir: Path) -> None:
+def test_preallocated_kv_cache_gives_the_same_audio_as_transformers_dynamic_cache(
+    tiny_musicgen_dir: Path, backend
+) -> None:
     from engine.generation.musicgen import MusicGenBackend
 
-    static = MusicGenBackend(
-        str(tiny_musicgen_dir), device="cpu", dtype="float32", threads=1, static_cache=True
+    dynamic = MusicGenBackend(
+        str(tiny_musicgen_dir), device="cpu", dtype="float32", threads=1, kv_cache="dynamic"
     )
-    tracks = static.generate([spec("lofi", 0.3), spec("fast rock with guitar", 0.3)], seed=1)
-    assert [t.audio.shape for t in tracks] == [(1, int(0.3 * SR))] * 2
-    assert tracks[0].meta["static_cache"] is True
+    assert backend.kv_cache == "preallocated"  # the default
+    for b in (backend, dynamic):  # windows + continuation: the audio-prompt path fills the cache too
+        b.set_generation_params(window_seconds=1.0, overlap_seconds=0.4)
+    specs = [spec("lofi", 1.6), spec("fast rock with guitar", 0.3)]
+    ours = backend.generate(specs, seed=1)
+    plain = dynamic.generate(specs, seed=1)
+    assert ours[0].meta["kv_cache"] == "preallocated" and plain[0].meta["kv_cache"] == "dynamic"
+    assert ours[0].meta["windows"] == 2
+    for a, b in zip(ours, plain, strict=True):
+        np.testing.assert_array_equal(a.audio, b.audio)
+    with pytest.raises(ValueError, match="kv_cache"):
+        MusicGenBackend(str(tiny_musicgen_dir), device="cpu", dtype="float32", kv_cache="static")
+
+
+def test_prefill_runs_once_and_our_cache_matches_plain_transformers_generate(backend) -> None:
+    import torch
+
+    from engine.generation.kv_cache import preallocated_cache, prefill_once
+
+    model = backend.model
+    inputs = backend.processor(text=["lofi", "fast rock with guitar"], padding=True, return_tensors="pt")
+    calls = [0]
+    hook = model.decoder.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    runs = {}
+    try:
+        for name, cache, once in (("plain", False, False), ("once", False, True), ("ours", True, True)):
+            torch.manual_seed(3)
+            calls[0] = 0
+            kwargs = {"do_sample": True, "top_k": 250, "guidance_scale": 3.0, "max_new_tokens": 12}
+            if cache:
+                kwargs["cache"] = preallocated_cache(model.decoder.config, 1 + 12)
+            with torch.inference_mode():
+                if once:
+                    with prefill_once(model):
+                        audio = model.generate(**inputs, **kwargs)
+                else:
+                    audio = model.generate(**inputs, **kwargs)
+            runs[name] = (audio, calls[0])
+    finally:
+        hook.remove()
+    assert not hasattr(model, "_prefill") or "_prefill" not in vars(model)  # the class method is back
+    plain_audio, plain_calls = runs["plain"]
+    for name in ("once", "ours"):
+        audio, forward_calls = runs[name]
+        torch.testing.assert_close(audio, plain_audio, rtol=0, atol=0)
+        assert forward_calls <= plain_calls
+    assert runs["ours"][1] == 12  # one forward pass per generated step: the prefill is not repeated
+
+
+def test_preallocated_layer_matches_concatenation_and_grows_past_its_capacity() -> None:
+    import torch
+
+    from engine.generation.kv_cache import PreallocatedLayer
+
+    layer = PreallocatedLayer(capacity=3)
+    keys, values = [], []
+    for step in range(5):  # 2 + 1 + 1 + 1 + 1 positions: past the 3 reserved
+        n = 2 if step == 0 else 1
+        k, v = torch.randn(2, 4, n, 8), torch.randn(2, 4, n, 8)
+        keys.append(k)
+        values.append(v)
+        got_k, got_v = layer.update(k, v)
+        torch.testing.assert_close(got_k, torch.cat(keys, dim=-2), rtol=0, atol=0)
+        torch.testing.assert_close(got_v, torch.cat(values, dim=-2), rtol=0, atol=0)
+    assert layer.get_seq_length() == 6
+    layer.crop(-2)  # drop the last two positions
+    assert layer.get_seq_length() == 4
+    got_k, _ = layer.update(keys[-1], values[-1])
+    torch.testing.assert_close(got_k, torch.cat([*keys[:3], keys[-1]], dim=-2), rtol=0, atol=0)
 
 
 def test_int8_quantises_linear_layers_keeps_codec_float_and_stays_close_to_float32(
@@ -302,6 +370,42 @@ def test_precision_choice_auto_int8_override_and_gpu_refusal(monkeypatch) -> Non
         pick_precision("int8", "cuda")
     with pytest.raises(InvalidDevice, match="int8"):
         pick_precision("int4", "cpu")
+
+
+_HEAP_PROBE = """
+import resource
+import numpy as np
+from engine.device import keep_freed_memory_for_reuse
+np._core.multiarray._set_madvise_hugepage(False)  # plain 4 KB pages, so faults count pages
+applied = keep_freed_memory_for_reuse()
+def faults_per_round():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        block = np.ones(64 * 2**20 // 8)  # 64 MB: over glibc's mmap threshold
+        del block
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5
+faults_per_round()  # warm up: the first round grows the heap either way
+print(applied, faults_per_round())
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc heap tuning is Linux-only")
+def test_freed_big_blocks_are_reused_instead_of_faulted_in_again() -> None:
+    import os
+
+    def probe(keep: str) -> tuple[str, float]:
+        env = {**os.environ, "TEXTUNES_KEEP_HEAP": keep}
+        out = subprocess.run(
+            [sys.executable, "-c", _HEAP_PROBE], capture_output=True, text=True, check=True, env=env
+        )
+        applied, faults = out.stdout.split()
+        return applied, float(faults)
+
+    kept, kept_faults = probe("1")
+    unmapped, unmapped_faults = probe("0")
+    assert (kept, unmapped) == ("True", "False")
+    assert unmapped_faults > 10_000  # 64 MB of fresh pages on every allocation
+    assert kept_faults < unmapped_faults / 20
 
 
 # -- backend selection ----------------------------------------------------------------------------

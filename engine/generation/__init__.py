@@ -112,7 +112,7 @@ def load_backend(
       raises ``BackendUnavailable`` when the weights are not on this machine. Never downloads.
     - ``"auto"``: MusicGen when its weights are local, else the arranger — and says which and why in
       ONE loud ``log`` line, never silently.
-    ``options`` go to ``MusicGenBackend`` (``static_cache``, ``threads``, ``max_batch``).
+    ``options`` go to ``MusicGenBackend`` (``kv_cache``, ``threads``, ``max_batch``).
     """
     choice = (name or "auto").strip().lower()
     if choice not in BACKENDS:

@@ -36,6 +36,7 @@ import numpy as np
 
 from engine.errors import BackendError, BackendUnavailable, UserInputError
 from engine.generation.base import GenerationParams, ProgressFn
+from engine.generation.kv_cache import KV_CACHES, preallocated_cache, prefill_once
 from engine.spec import MusicSpec, Track
 
 DEFAULT_MODEL = "facebook/musicgen-small"
@@ -101,8 +102,9 @@ def _quantize_int8(model: Any) -> None:
 
 # EnCodec's last layers hold (rows, 64, samples) float32 activations: 16 rows of 30 s would need several
 # GB at once. Decoding at most this many audio-seconds per call bounds that; the codec has no batch-wide
-# state, so the result is the same.
-DECODE_BUDGET_SECONDS = 40.0
+# state, so the result is the same. 10 s: with the heap kept for reuse (engine.device) smaller calls
+# decode as fast as big ones and hold a quarter of the memory.
+DECODE_BUDGET_SECONDS = 10.0
 
 
 def _decode_in_chunks(decode: Callable[..., Any], budget_frames: int) -> Callable[..., Any]:
@@ -181,6 +183,10 @@ def _load_model(
             import gc
 
             gc.collect()  # the replaced float Linear layers sit in reference cycles: free them now
+        if device.type == "cpu":
+            from engine.device import keep_freed_memory_for_reuse
+
+            keep_freed_memory_for_reuse()  # the codec's big buffers are reused, not faulted in anew
         frames = int(DECODE_BUDGET_SECONDS * model.config.audio_encoder.frame_rate)
         model.audio_encoder.decode = _decode_in_chunks(model.audio_encoder.decode, frames)
         loaded = _LoadedModel(processor, model, device, dtype, is_melody, threading.Lock())
@@ -238,7 +244,7 @@ class MusicGenBackend:
         device: str = "auto",
         dtype: str = "auto",
         *,
-        static_cache: bool = False,
+        kv_cache: str = "preallocated",
         threads: int | None = None,
         local_files_only: bool = False,
         max_batch: int | None = None,
@@ -249,7 +255,9 @@ class MusicGenBackend:
         self.device = pick_device(device)
         self.dtype, self.int8 = pick_precision(dtype, self.device)
         self.threads = configure_cpu_threads(threads) if self.device.type == "cpu" else None
-        self.static_cache = bool(static_cache)
+        if kv_cache not in KV_CACHES:
+            raise ValueError(f"kv_cache must be one of {', '.join(KV_CACHES)}, not {kv_cache!r}")
+        self.kv_cache = kv_cache
         self._loaded = _load_model(self.model_id, self.device, self.dtype, local_files_only, self.int8)
         model = self._loaded.model
         self.sample_rate = int(model.config.audio_encoder.sampling_rate)
@@ -394,7 +402,7 @@ class MusicGenBackend:
                 "device": str(self.device),
                 "dtype": self._dtype_name,
                 "threads": self.threads,
-                "static_cache": self.static_cache,
+                "kv_cache": self.kv_cache,
                 "guidance_scale": p.guidance_scale,
                 "top_k": p.top_k,
                 "top_p": p.top_p,
@@ -522,10 +530,14 @@ class MusicGenBackend:
             "max_new_tokens": new_frames + self.num_codebooks - 1,
             "stopping_criteria": StoppingCriteriaList([_progress_criteria(tick)]),
         }
-        if self.static_cache:
-            gen_kwargs["cache_implementation"] = "static"
+        if self.kv_cache == "preallocated" and not self._loaded.is_melody:
+            # every position this call can fill: decoder start token + audio prompt + new steps
+            prompt_frames = 0 if tails is None else kwargs["decoder_input_ids"].shape[-1]
+            capacity = 1 + prompt_frames + gen_kwargs["max_new_tokens"]
+            gen_kwargs["cache"] = preallocated_cache(model.decoder.config, capacity)
         try:
-            audio_values = model.generate(**kwargs, **gen_kwargs)
+            with prefill_once(model):
+                audio_values = model.generate(**kwargs, **gen_kwargs)
         except torch.OutOfMemoryError:
             raise  # the job engine splits the batch and retries; keep the type
         except RuntimeError as exc:
