@@ -332,6 +332,26 @@ def test_int8_quantises_linear_layers_keeps_codec_float_and_stays_close_to_float
     assert track.audio.shape == (1, int(0.3 * SR))
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/maps")
+def test_int8_model_owns_its_tensors_so_the_checkpoint_mapping_can_go(tiny_musicgen_dir: Path) -> None:
+    from engine.generation import musicgen as mg
+
+    def in_mapping(model) -> int:
+        ranges = mg._checkpoint_mappings()
+        tensors = [*model.parameters(), *model.buffers()]
+        return sum(any(a <= t.data_ptr() < b for a, b in ranges) for t in tensors)
+
+    fp32 = mg.MusicGenBackend(str(tiny_musicgen_dir), device="cpu", dtype="float32", threads=1)
+    before = fp32.generate([spec("lofi", 0.3)], seed=4)[0].audio
+    assert in_mapping(fp32.model) > 0  # a float load reads its weights straight from the file mapping
+    mg._MODELS.pop((str(tiny_musicgen_dir), "cpu", "int8-dynamic"), None)
+    int8 = mg.MusicGenBackend(str(tiny_musicgen_dir), device="cpu", dtype="int8", threads=1)
+    assert in_mapping(int8.model) == 0
+    assert np.isfinite(int8.generate([spec("lofi", 0.3)], seed=4)[0].audio).all()
+    # the float model's own mapping was left alone: same audio as before the int8 load
+    np.testing.assert_array_equal(fp32.generate([spec("lofi", 0.3)], seed=4)[0].audio, before)
+
+
 def test_codec_decodes_big_batches_a_few_rows_at_a_time_with_the_same_audio(backend) -> None:
     import torch
 
