@@ -66,24 +66,47 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 
 @lru_cache(maxsize=1)
-def cpu_prefers_bf16() -> bool:
-    """Whether ``dtype="auto"`` on CPU means bf16 rather than fp32.
-
-    bf16 only pays on CPUs with native bf16 matmul (AVX512-BF16 / AMX); elsewhere it is emulated.
-    Measured on this AVX2-only EPYC (no bf16 instructions), a 24-layer 1024-wide decoder step at 16
-    rows took 609 ms in fp32 vs 1447 ms in bf16 with one thread, and the full musicgen-small batch-8
-    rows of bench/generate.py gave 0.099 (fp32) vs 0.066 (bf16) audio-s/s.
-    ``TEXTUNES_CPU_BF16=1/0`` overrides the detection.
-    """
-    override = os.environ.get("TEXTUNES_CPU_BF16", "").strip().lower()
-    if override:
-        return override in ("1", "true", "yes")
+def _cpu_flags() -> set[str]:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = fh.read()
-    except OSError:  # not Linux: stay with fp32
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:  # not Linux: no flags, so fp32 / int8 by the rules below
+        pass
+    return set()
+
+
+def _override(name: str) -> bool | None:
+    value = os.environ.get(name, "").strip().lower()
+    return None if not value else value in ("1", "true", "yes")
+
+
+def cpu_prefers_bf16() -> bool:
+    """Whether float (not int8) generation on CPU should run in bf16 rather than fp32.
+
+    bf16 only pays on CPUs with native bf16 (AVX512-BF16 / AMX); elsewhere it is emulated: on an
+    AVX2-only EPYC a decoder step at 16 rows took 609 ms in fp32 vs 1447 ms in bf16. On an
+    AVX512-BF16 Xeon without AMX the two were level (bench/decode_steps.py, batch 8: 0.853 vs 0.810
+    audio-s/s). ``TEXTUNES_CPU_BF16=1/0`` overrides the detection.
+    """
+    forced = _override("TEXTUNES_CPU_BF16")
+    if forced is not None:
+        return forced
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_bf16_beats_int8() -> bool:
+    """Whether ``dtype="auto"`` on CPU picks bf16 over int8: only with AMX tiles (or when forced).
+
+    Measured on an AVX512-BF16 + VNNI Xeon without AMX: int8 1.566 vs bf16 0.853 audio-s/s at batch 8
+    and 0.511 vs 0.256 at batch 1 (bench/decode_steps.py). AMX multiplies bf16 tiles several times
+    faster than AVX-512, so there bf16 is expected to win; that case was not measured here.
+    """
+    forced = _override("TEXTUNES_CPU_BF16")
+    if forced is not None:
+        return forced
+    return "amx_bf16" in _cpu_flags()
 
 
 @lru_cache(maxsize=1)
@@ -99,21 +122,21 @@ def cpu_prefers_int8() -> bool:
     """Whether ``dtype="auto"`` on CPU quantises the decoder's Linear layers to int8.
 
     Why: the decoder loop is bound by reading weights; int8 reads 4x fewer bytes and fbgemm's int8
-    GEMM is far better tuned than fp32 at small batch. On this 2-core AVX2 EPYC a musicgen-small
+    GEMM is far better tuned than fp32 at small batch. On a 2-core AVX2 EPYC a musicgen-small
     decoder step at batch 1 took 333 ms in fp32 vs 67 ms in int8 (bench/decode_steps.py).
     ``TEXTUNES_CPU_INT8=0`` keeps float32.
     """
-    override = os.environ.get("TEXTUNES_CPU_INT8", "").strip().lower()
-    if override:
-        return override in ("1", "true", "yes")
+    forced = _override("TEXTUNES_CPU_INT8")
+    if forced is not None:
+        return forced
     return cpu_int8_available()
 
 
 def pick_precision(requested: str = "auto", device: torch.device | str = "cpu") -> tuple[torch.dtype, bool]:
     """``(weights dtype, int8-quantise Linear layers?)`` for a requested precision name.
 
-    ``auto`` on CPU: bf16 with native bf16 instructions, else int8 dynamic quantisation where torch has
-    the kernels, else fp32. ``int8`` is CPU-only; GPUs use bf16/fp16 (``pick_dtype``).
+    ``auto`` on CPU: int8 dynamic quantisation where torch has the kernels (bf16 instead on CPUs with
+    AMX, see ``cpu_bf16_beats_int8``), else bf16 with native bf16 instructions, else fp32. ``int8`` is CPU-only; GPUs use bf16/fp16 (``pick_dtype``).
     """
     import torch
 
@@ -125,7 +148,7 @@ def pick_precision(requested: str = "auto", device: torch.device | str = "cpu") 
         if not cpu_int8_available():
             raise InvalidDevice("This torch build has no quantised CPU kernels; use float32 or auto.")
         return torch.float32, True
-    if name == "auto" and device.type == "cpu" and not cpu_prefers_bf16() and cpu_prefers_int8():
+    if name == "auto" and device.type == "cpu" and not cpu_bf16_beats_int8() and cpu_prefers_int8():
         return torch.float32, True
     return pick_dtype(name, device), False
 

@@ -392,6 +392,26 @@ def test_precision_choice_auto_int8_override_and_gpu_refusal(monkeypatch) -> Non
         pick_precision("int4", "cpu")
 
 
+def test_auto_precision_follows_the_cpu_flags(monkeypatch) -> None:
+    import torch
+
+    from engine import device
+
+    monkeypatch.delenv("TEXTUNES_CPU_BF16", raising=False)
+    monkeypatch.setenv("TEXTUNES_CPU_INT8", "1")
+    cpus = {
+        "avx2 only": ({"avx2", "fma"}, (torch.float32, True), torch.float32),
+        "avx512 bf16, no AMX": ({"avx2", "avx512f", "avx512_bf16"}, (torch.float32, True), torch.bfloat16),
+        "AMX": ({"avx512_bf16", "amx_bf16", "amx_tile"}, (torch.bfloat16, False), torch.bfloat16),
+    }
+    for flags, auto, float_dtype in cpus.values():
+        monkeypatch.setattr(device, "_cpu_flags", lambda flags=flags: flags)
+        assert device.pick_precision("auto", "cpu") == auto
+        monkeypatch.setenv("TEXTUNES_CPU_INT8", "0")  # no int8: the float rule alone
+        assert device.pick_precision("auto", "cpu") == (float_dtype, False)
+        monkeypatch.setenv("TEXTUNES_CPU_INT8", "1")
+
+
 _HEAP_PROBE = """
 import resource
 import numpy as np
