@@ -32,7 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("auto", "musicgen", "arranger"), default="auto")
     p.add_argument("--model", help="MusicGen model id or local path (default facebook/musicgen-small)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        help="auto (CPU: int8, or bf16 with AMX; GPU: bf16/fp16), float32, float16, bfloat16, int8",
+    )
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (MusicGen)")
     p.add_argument("--temperature", type=float, help="sampling temperature (MusicGen)")
     p.add_argument("--top-k", type=int, help="top-k sampling (MusicGen)")
