@@ -415,6 +415,23 @@ def train(data_dir: Path, out_dir: Path, cache_dir: Path | None) -> dict[str, An
             best = (score, weights, offsets)
     assert best is not None
     _, weights, offsets = best
+    # The weights and offsets are chosen; now every member learns from all training rows (the 15 %
+    # held out for tuning included). GoEmotions dev macro-F1: 0.598 with the members fitted on 85 %,
+    # 0.605 refitted (same weights and offsets).
+    emo_use = fit_softmax(e_goemo[g_tr], y_goemo[g_tr], c=4.0)
+    emo_words = fit_softmax(x_words[row_of[g_tr]], y_goemo[g_tr], c=16.0)
+    if weights[2] > 0:
+        emo_chars = fit_ovr(x_chars_en[row_of[g_tr]], y_goemo[g_tr], c=8.0)
+    fine_rows, fine_y, fine_w = [], [], []
+    for i in goemo.split.train:
+        for label in fine.labels[i]:
+            fine_rows.append(i)
+            fine_y.append(label)
+            fine_w.append(1.0 / len(fine.labels[i]))
+    emo_fine = fit_softmax(
+        e_goemo[np.array(fine_rows)], np.array(fine_y), c=4.0, sample_weight=np.array(fine_w)
+    )
+    assert list(emo_use.classes_) == list(EKMAN_LABELS) == list(emo_words.classes_)
     art.add_block(words)
     art.add_head(
         "emotion_en_use",
