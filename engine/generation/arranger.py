@@ -1637,8 +1637,16 @@ def _segment_midi(pm, start: float, stop: float, render_to: float) -> bytes:
 
 def render_arrangement(pm, seconds: float) -> tuple[np.ndarray, int]:
     """The first ``seconds`` of ``pm`` as float32 (channels, samples); nothing after is rendered."""
-    audio, sr = _render_wave(_segment_midi(pm, 0.0, math.inf, seconds))
-    return _fit(audio, int(round(seconds * sr))), sr
+    audio, sr, _ = _render_first(pm, seconds)
+    return audio, sr
+
+
+def _render_first(pm, seconds: float) -> tuple[np.ndarray, int, bytes]:
+    """``render_arrangement`` plus the MIDI bytes it rendered: exactly the audio's notes, the file
+    users get beside it (one MIDI serialisation per track; writing one costs ~30 ms)."""
+    midi = _segment_midi(pm, 0.0, math.inf, seconds)
+    audio, sr = _render_wave(midi)
+    return _fit(audio, int(round(seconds * sr))), sr, midi
 
 
 def lofi_colour(audio: np.ndarray, sample_rate: int, seed: int) -> np.ndarray:
@@ -1841,8 +1849,7 @@ class ArrangerBackend:
         arrangement = arrange(
             spec, seed, total_bars=total_bars, intro_bars=intro_bars, temperature=self.params.temperature
         )
-        mid = midi_bytes(arrangement.midi)
-        audio, sr = render_arrangement(arrangement.midi, float(spec.duration))
+        audio, sr, mid = _render_first(arrangement.midi, float(spec.duration))
         audio = audio * RENDER_GAIN
         if arrangement.style == "lofi":
             audio = lofi_colour(audio, sr, seed)
