@@ -352,25 +352,31 @@ def test_int8_model_owns_its_tensors_so_the_checkpoint_mapping_can_go(tiny_music
     np.testing.assert_array_equal(fp32.generate([spec("lofi", 0.3)], seed=4)[0].audio, before)
 
 
-def test_codec_decodes_big_batches_a_few_rows_at_a_time_with_the_same_audio(backend) -> None:
+def test_codec_upsamples_big_batches_a_few_rows_at_a_time_with_the_same_audio(
+    tiny_musicgen_dir: Path,
+) -> None:
     import torch
+    from transformers import MusicgenForConditionalGeneration
 
-    from engine.generation.musicgen import _decode_in_chunks
+    from engine.generation.musicgen import _decode_rows_in_chunks, _frame_rate_layers
 
-    codec = backend.model.audio_encoder
-    whole = type(codec).decode.__get__(codec)  # the library's own decode, unwrapped
-    calls: list[int] = []
+    model = MusicgenForConditionalGeneration.from_pretrained(str(tiny_musicgen_dir)).eval()
+    codec = model.audio_encoder
+    layers = list(codec.decoder.layers)
+    split = _frame_rate_layers(layers)
+    assert split >= 2  # the first conv and the LSTM run at the frame rate
+    rows_seen: dict[str, list[int]] = {"lstm": [], "upsample": []}
+    lstm = next(m for m in codec.decoder.modules() if isinstance(m, torch.nn.LSTM))
+    lstm.register_forward_hook(lambda m, args, out: rows_seen["lstm"].append(args[0].shape[1]))
+    layers[split].register_forward_hook(lambda m, args, out: rows_seen["upsample"].append(args[0].shape[0]))
 
-    def counting(codes, *args, **kwargs):
-        calls.append(codes.shape[1])
-        return whole(codes, *args, **kwargs)
-
-    vocab = codec.config.codebook_size
-    codes = torch.randint(0, vocab, (1, 5, backend.num_codebooks, 10))
+    codes = torch.randint(0, codec.config.codebook_size, (1, 5, model.decoder.config.num_codebooks, 10))
     with torch.inference_mode():
-        expected = whole(codes, [None]).audio_values
-        got = _decode_in_chunks(counting, budget_frames=20)(codes, [None]).audio_values
-    assert calls == [2, 2, 1]  # 20 frames of budget / 10 frames per row
+        expected = codec.decode(codes, [None]).audio_values
+        rows_seen = {"lstm": [], "upsample": []}
+        _decode_rows_in_chunks(codec.decoder, budget_frames=20)
+        got = codec.decode(codes, [None]).audio_values
+    assert rows_seen == {"lstm": [5], "upsample": [2, 2, 1]}  # 20 frames of budget / 10 per row
     assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-5)
 
 
