@@ -237,6 +237,17 @@ def fit_ridge(x: Any, y: np.ndarray, alpha: float, sample_weight: np.ndarray | N
     return Ridge(alpha=alpha, random_state=SEED).fit(x, y, sample_weight=sample_weight)
 
 
+def fit_fine_emotions(emb: np.ndarray, labels: list, rows: Any) -> Any:
+    """28-way softmax over GoEmotions' fine labels: a comment with k labels is k rows of weight 1/k."""
+    fine_rows, fine_y, fine_w = [], [], []
+    for i in rows:
+        for label in labels[i]:
+            fine_rows.append(i)
+            fine_y.append(label)
+            fine_w.append(1.0 / len(labels[i]))
+    return fit_softmax(emb[np.array(fine_rows)], np.array(fine_y), c=4.0, sample_weight=np.array(fine_w))
+
+
 def macro_f1(gold: np.ndarray, pred: np.ndarray) -> float:
     from sklearn.metrics import f1_score
 
@@ -385,17 +396,7 @@ def train(data_dir: Path, out_dir: Path, cache_dir: Path | None) -> dict[str, An
     fine = D.load_goemotions(data_dir, fine=True)
     assert fine.texts == goemo.texts, "the 7-label and 28-label files must list the same comments"
     held = set(tune_rows.tolist())
-    fine_rows, fine_y, fine_w = [], [], []
-    for i in goemo.split.train:
-        if int(i) in held:
-            continue
-        for label in fine.labels[i]:
-            fine_rows.append(i)
-            fine_y.append(label)
-            fine_w.append(1.0 / len(fine.labels[i]))
-    emo_fine = fit_softmax(
-        e_goemo[np.array(fine_rows)], np.array(fine_y), c=4.0, sample_weight=np.array(fine_w)
-    )
+    emo_fine = fit_fine_emotions(e_goemo, fine.labels, [i for i in goemo.split.train if int(i) not in held])
     fine_map = np.zeros((len(emo_fine.classes_), len(EKMAN_LABELS)))
     for j, label in enumerate(emo_fine.classes_):
         fine_map[j, EKMAN_LABELS.index(GOEMOTIONS_28[label][0])] = 1.0
@@ -422,15 +423,7 @@ def train(data_dir: Path, out_dir: Path, cache_dir: Path | None) -> dict[str, An
     emo_words = fit_softmax(x_words[row_of[g_tr]], y_goemo[g_tr], c=16.0)
     if weights[2] > 0:
         emo_chars = fit_ovr(x_chars_en[row_of[g_tr]], y_goemo[g_tr], c=8.0)
-    fine_rows, fine_y, fine_w = [], [], []
-    for i in goemo.split.train:
-        for label in fine.labels[i]:
-            fine_rows.append(i)
-            fine_y.append(label)
-            fine_w.append(1.0 / len(fine.labels[i]))
-    emo_fine = fit_softmax(
-        e_goemo[np.array(fine_rows)], np.array(fine_y), c=4.0, sample_weight=np.array(fine_w)
-    )
+    emo_fine = fit_fine_emotions(e_goemo, fine.labels, goemo.split.train)
     assert list(emo_use.classes_) == list(EKMAN_LABELS) == list(emo_words.classes_)
     art.add_block(words)
     art.add_head(
