@@ -558,3 +558,46 @@ def test_importing_engine_generation_does_not_import_torch() -> None:
         cwd=Path(__file__).resolve().parents[1],
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_roofline_bench_counts_the_weights_one_cached_step_multiplies(backend) -> None:
+    """bench/roofline.py's ceiling rests on this count: every Linear a decoding step runs after the
+    prefill (cross-attention keys/values come from the cache, not recomputed)."""
+    import torch
+
+    from bench.roofline import decoder_step_weights
+    from engine.generation.kv_cache import preallocated_cache, prefill_once
+
+    model = backend.model
+    used: list[int] = []
+    counting = [False]
+
+    def count(module, *_):
+        if counting[0]:
+            used.append(module.weight.numel())
+
+    hooks = [
+        m.register_forward_pre_hook(count) for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)
+    ]
+    steps = [0]
+
+    def start_counting_after_prefill(*_):
+        steps[0] += 1
+        counting[0] = steps[0] == 2  # count the second forward pass: the first cached step
+
+    hooks.append(model.decoder.register_forward_pre_hook(start_counting_after_prefill))
+    inputs = backend.processor(text=["lofi"], return_tensors="pt")
+    try:
+        with torch.inference_mode(), prefill_once(model):
+            model.generate(
+                **inputs,
+                do_sample=False,
+                guidance_scale=3.0,
+                max_new_tokens=3,
+                cache=preallocated_cache(model.decoder.config, 4),
+            )
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert steps[0] == 3
+    assert sum(used) == decoder_step_weights(model.decoder.config)
