@@ -1,4 +1,4 @@
-"""The memory-bandwidth ceiling of MusicGen decoding on this machine, and what it allows.
+"""The ceiling of MusicGen decoding on this machine (bandwidth, compute, kernels), and what it allows.
 
     .venv/bin/python bench/roofline.py                    # batches 8 and 16, 5-s clips
     .venv/bin/python bench/roofline.py --batches 8,16,32 --measured-naive 0.23
@@ -43,19 +43,27 @@ def read_bandwidth(gib: float = 1.0, repeats: int = 5) -> float:
     return best
 
 
-def matmul_peak(int8: bool, rows: int = 256, repeats: int = 20) -> float:
-    """Multiply-adds x 2 per second of a 1024 -> 4096 Linear on ``rows`` rows: the compute roof."""
+def _linear_1024_to_4096(int8: bool):
+    """One Linear of the decoder's feed-forward shape, int8-quantised the way the product does it."""
     import warnings
 
     import torch
 
     layer = torch.nn.Sequential(torch.nn.Linear(1024, 4096, bias=False))
-    if int8:
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    if not int8:
+        return layer
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            layer = quantize_dynamic(layer, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(layer, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+
+
+def matmul_peak(int8: bool, rows: int = 256, repeats: int = 20) -> float:
+    """Multiply-adds x 2 per second of a 1024 -> 4096 Linear on ``rows`` rows: the compute roof."""
+    import torch
+
+    layer = _linear_1024_to_4096(int8)
     x = torch.randn(rows, 1024)
     with torch.inference_mode():
         layer(x)
@@ -68,24 +76,11 @@ def matmul_peak(int8: bool, rows: int = 256, repeats: int = 20) -> float:
 def weight_streaming_rate(int8: bool, rows: int, megabytes: int = 384, repeats: int = 3) -> float:
     """Weight bytes per second that Linear layers read when each layer's weights are new to the
     caches, as in a decoder step: ``megabytes`` of distinct 1024 -> 4096 layers on ``rows`` rows."""
-    import warnings
-
     import torch
 
     bytes_per_weight = 1 if int8 else 4
     count = max(1, megabytes * 2**20 // (1024 * 4096 * bytes_per_weight))
-    layers = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for _ in range(count):
-            layer = torch.nn.Sequential(torch.nn.Linear(1024, 4096, bias=False))
-            if int8:
-                from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-                layer = quantize_dynamic(
-                    layer, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
-                )
-            layers.append(layer)
+    layers = [_linear_1024_to_4096(int8) for _ in range(count)]
     x = torch.randn(rows, 1024)
     best = 0.0
     with torch.inference_mode():
