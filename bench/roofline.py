@@ -44,19 +44,13 @@ def read_bandwidth(gib: float = 1.0, repeats: int = 5) -> float:
 
 
 def _linear_1024_to_4096(int8: bool):
-    """One Linear of the decoder's feed-forward shape, int8-quantised the way the product does it."""
-    import warnings
-
+    """One Linear of the decoder's feed-forward shape, int8-quantised by the product's own helper."""
     import torch
 
-    layer = torch.nn.Sequential(torch.nn.Linear(1024, 4096, bias=False))
-    if not int8:
-        return layer
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    from engine.generation.musicgen import int8_linears
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(layer, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+    layer = torch.nn.Linear(1024, 4096, bias=False)
+    return int8_linears(layer) if int8 else layer
 
 
 def matmul_peak(int8: bool, rows: int = 256, repeats: int = 20) -> float:

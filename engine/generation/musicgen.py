@@ -71,33 +71,29 @@ _MODELS: dict[tuple[str, str, str], _LoadedModel] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def _quantize_int8(model: Any) -> None:
-    """Replace the model's Linear layers by int8 dynamic-quantised ones, in place (CPU only).
-
-    Per-output-channel weight scales keep the error small; EnCodec has no Linear layers and stays fp32.
-    """
+def int8_linears(module: Any) -> Any:
+    """``module`` with its Linear layers int8 dynamic-quantised (CPU only): in place for a container,
+    a new module for a bare Linear. Per-output-channel weight scales keep the error small."""
     import warnings
 
     import torch
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
+    qconfig = {torch.nn.Linear: per_channel_dynamic_qconfig}
     with warnings.catch_warnings():  # torch marks eager quantisation deprecated; it is still the fast path
         warnings.simplefilter("ignore")
-        for part in ("text_encoder", "decoder", "enc_to_dec_proj"):
-            module = getattr(model, part, None)
-            if module is None:
-                continue
-            if isinstance(module, torch.nn.Linear):
-                wrapped = quantize_dynamic(
-                    torch.nn.Sequential(module),
-                    {torch.nn.Linear: per_channel_dynamic_qconfig},
-                    dtype=torch.qint8,
-                )
-                setattr(model, part, wrapped[0])
-            else:
-                quantize_dynamic(
-                    module, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True
-                )
+        if isinstance(module, torch.nn.Linear):
+            return quantize_dynamic(torch.nn.Sequential(module), qconfig, dtype=torch.qint8)[0]
+        return quantize_dynamic(module, qconfig, dtype=torch.qint8, inplace=True)
+
+
+def _quantize_int8(model: Any) -> None:
+    """Int8 Linear layers in the text encoder, its projection and the decoder, in place; EnCodec has
+    no Linear layers and stays fp32."""
+    for part in ("text_encoder", "decoder", "enc_to_dec_proj"):
+        module = getattr(model, part, None)
+        if module is not None:
+            setattr(model, part, int8_linears(module))
 
 
 def _own_tensors(model: Any) -> None:
