@@ -168,6 +168,15 @@ class Limits:
             total_queue=number("TEXTUNES_MAX_TOTAL_QUEUE", default.total_queue),
         )
 
+    def engine_caps(self) -> dict[str, int]:
+        """``EngineConfig`` fields that must agree with these caps: ``EngineConfig(..., **caps)``.
+        The engine's own queue bound is the global one; per-server queues are checked by ``admit``."""
+        return {
+            "max_queue": self.total_queue,
+            "per_user_limit": self.jobs_per_user,
+            "max_samples": self.max_samples,
+        }
+
     def as_settings(self) -> dict[str, Any]:
         """These limits in the store's ``/admin limits`` vocabulary (rates as whole per-minute counts,
         None when off), e.g. to show a server what is enforced."""
@@ -235,8 +244,9 @@ def check_override(operator: Limits, key: str, value: Any) -> Any:
                     "1 per minute, so a server cannot set one."
                 )
             raise LimitsError(
-                f"{key}: the operator allows at most {cap} per minute ({describe_rate(rate)}); "
-                f"asked for {number}. A server can only lower it."
+                f"{key}: the operator allows at most {cap} per minute"
+                + (f" ({describe_rate(rate)})" if rate[1] != 60.0 else "")
+                + f"; asked for {number}. A server can only lower it."
             )
         return number
     cap = {

@@ -23,16 +23,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import TexTuneSError, UserInputError
 from engine.jobs import JobCancelled, JobEngine, JobFailed, JobRequest
 from engine.limits import OVERRIDE_KEYS, Limits, resolve_limits
+from engine.requests import (
+    Analysed,
+    Analysing,
+    Cancelled,
+    DocumentRequest,
+    Done,
+    Failed,
+    MusicRequest,
+    Output,
+    Progress,
+    Queued,
+    Recovery,
+    Requester,
+    RequestHandle,
+    Started,
+)
 from engine.retention_task import RetentionPolicy, run_retention_forever, run_retention_once
-from engine.spec import MusicSpec, Track
+from engine.spec import Track
 from engine.store import USER_DEFAULTS, JobRecord, TrackRecord, spec_to_request
 
 log = logging.getLogger("textunes.service")
@@ -59,186 +74,7 @@ __all__ = [
 ANALYSIS_KEYS = ("language", "summary", "topic", "emotion", "valence", "arousal", "reasons", "truncated")
 DEFAULT_TEXT_DURATION = 15
 MAX_TITLE_CHARS = 120
-
-
-# ---------------------------------------------------------------------------------------------
-# requests
-
-
-@dataclass(frozen=True)
-class Requester:
-    """Who asked, and where (ids as strings; a DM has no guild)."""
-
-    user_id: str
-    guild_id: str | None = None
-    channel_id: str | None = None
-
-
-@dataclass(frozen=True)
-class MusicRequest:
-    """Category mode (also regenerate, variation, extend, edit and presets: ``kind`` says which)."""
-
-    spec: MusicSpec
-    samples: int = 1
-    seed: int | None = None
-    title: str = "Your track"
-    kind: str = "bgm"
-    parent_track_id: str | None = None
-    continue_from_track_id: str | None = None  # extend: the track to continue
-    extend_seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class DocumentRequest:
-    """Text mode: an upload (``data`` + ``filename``) or pasted ``text``, with the user's overrides."""
-
-    data: bytes | None = field(default=None, repr=False)
-    filename: str | None = None
-    text: str | None = field(default=None, repr=False)
-    duration: float | str | None = None
-    tempo: str | None = None
-    keywords: tuple[str, ...] = ()
-    kind: str = "text"
-
-
-# ---------------------------------------------------------------------------------------------
-# outputs
-
-
-@dataclass(frozen=True)
-class Output:
-    job_id: str
-
-    @property
-    def terminal(self) -> bool:
-        return isinstance(self, (Done, Failed, Cancelled))
-
-
-@dataclass(frozen=True)
-class Queued(Output):
-    position: int  # 1-based place in the engine's queue
-
-
-@dataclass(frozen=True)
-class Analysing(Output):
-    pass
-
-
-@dataclass(frozen=True)
-class Analysed(Output):
-    summary: dict  # language, summary, topic, emotion, valence, arousal, reasons, truncated
-    title: str
-
-
-@dataclass(frozen=True)
-class Started(Output):
-    pass
-
-
-@dataclass(frozen=True)
-class Progress(Output):
-    percent: float
-
-
-@dataclass(frozen=True)
-class Done(Output):
-    tracks: list[TrackRecord]
-
-
-@dataclass(frozen=True)
-class Failed(Output):
-    message: str  # friendly, for the user
-    reason: str  # short code: input, oom, crash, timeout, shutdown, unavailable, error, ...
-
-
-@dataclass(frozen=True)
-class Cancelled(Output):
-    pass
-
-
-@dataclass(frozen=True)
-class Recovery:
-    """What ``start`` found from the last process."""
-
-    resumed: list[RequestHandle]  # queued/running jobs, submitted again
-    gave_up: list[JobRecord]  # stopped (too many attempts, or interrupted mid-analysis): tell the user
-    claimed_undelivered: list[JobRecord]  # tracks stored, post may or may not have landed (front end checks)
-
-
-# ---------------------------------------------------------------------------------------------
-# handles
-
-
-class RequestHandle:
-    """Follow one request: ``async for out in handle`` (replayed from the start to late subscribers,
-    ends after Done / Failed / Cancelled), ``await handle.result()``, ``await handle.cancel()``."""
-
-    def __init__(self, service: MusicService, job_id: str, requester: Requester, request: Any) -> None:
-        self.job_id = job_id
-        self.requester = requester
-        self.request = request
-        self.title = getattr(request, "title", "Music for your text")
-        self.state = "analysing" if isinstance(request, DocumentRequest) else "queued"
-        self._service = service
-        self._history: list[Output] = []
-        self._subscribers: list[asyncio.Queue[Output]] = []
-        self._future: asyncio.Future[list[TrackRecord]] = asyncio.get_running_loop().create_future()
-        self._future.add_done_callback(_consume_exception)
-        self._task: asyncio.Task | None = None
-        self._engine_job = False  # submitted to the JobEngine (cancel goes there)
-
-    @property
-    def done(self) -> bool:
-        return self._future.done()
-
-    @property
-    def waiting(self) -> bool:
-        """Counts toward the server's queue: analysing or queued, not yet generating."""
-        return self.state in ("analysing", "queued")
-
-    def _emit(self, output: Output) -> None:
-        if self._future.done():
-            return
-        if isinstance(output, Progress) and self._history and isinstance(self._history[-1], Progress):
-            self._history[-1] = output  # only the latest progress is worth replaying
-        else:
-            self._history.append(output)
-        for queue in self._subscribers:
-            queue.put_nowait(output)
-
-    def _finish(self, output: Output, result: list[TrackRecord] | BaseException) -> None:
-        self._emit(output)
-        self.state = {Done: "done", Failed: "failed", Cancelled: "cancelled"}[type(output)]
-        if isinstance(result, BaseException):
-            self._future.set_exception(result)
-        else:
-            self._future.set_result(result)
-
-    async def __aiter__(self) -> AsyncIterator[Output]:
-        queue: asyncio.Queue[Output] = asyncio.Queue()
-        for output in self._history:
-            queue.put_nowait(output)
-        self._subscribers.append(queue)
-        try:
-            while True:
-                output = await queue.get()
-                yield output
-                if output.terminal:
-                    return
-        finally:
-            self._subscribers.remove(queue)
-
-    async def result(self) -> list[TrackRecord]:
-        """The stored tracks; raises ``JobFailed`` (``reason``, friendly ``str``) or ``JobCancelled``."""
-        return await asyncio.shield(self._future)
-
-    async def cancel(self) -> bool:
-        return await self._service.cancel(self.job_id)
-
-
-def _consume_exception(future: asyncio.Future) -> None:
-    if not future.cancelled():
-        future.exception()  # a failed request nobody awaited is not an "exception never retrieved"
+UNDELIVERED_MAX_AGE = 24 * 3600.0  # a finished track older than this is not posted after a restart
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,6 +100,7 @@ class MusicService:
         self.retention = retention
         self._active: dict[str, RequestHandle] = {}
         self._retention_task: asyncio.Task | None = None
+        self._chores: set[asyncio.Task] = set()  # follow-ups of request tasks (kept referenced)
         self._closing = False
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -285,6 +122,11 @@ class MusicService:
     async def recover(self) -> Recovery:
         claimed = await asyncio.to_thread(self.store.claimed_undelivered)
         requeue, gave_up = await asyncio.to_thread(self.store.recover_unfinished)
+        pending = await asyncio.to_thread(self.store.pending_deliveries)
+        recent = time.time() - UNDELIVERED_MAX_AGE
+        undelivered = [
+            j for j in pending if j.state == "done" and j.channel_id is not None and j.created_at >= recent
+        ]
         resumed: list[RequestHandle] = []
         for job in requeue:
             if "spec" not in job.request:  # stopped while its document was being read: no spec yet
@@ -296,7 +138,9 @@ class MusicService:
                 gave_up.append(failed)
                 continue
             resumed.append(self._resume(job))
-        return Recovery(resumed=resumed, gave_up=gave_up, claimed_undelivered=claimed)
+        return Recovery(
+            resumed=resumed, gave_up=gave_up, claimed_undelivered=claimed, undelivered=undelivered
+        )
 
     def _resume(self, job: JobRecord) -> RequestHandle:
         request = MusicRequest(
@@ -310,7 +154,7 @@ class MusicService:
             extend_seconds=float(job.request.get("extend_seconds") or 0.0),
         )
         requester = Requester(str(job.user_id), job.guild_id, job.channel_id)
-        handle = RequestHandle(self, job.id, requester, request)
+        handle = RequestHandle(self.cancel, job.id, requester, request)
         self._track(handle, self._run_music(handle, request, job.request.get("analysis")))
         return handle
 
@@ -403,17 +247,17 @@ class MusicService:
             self._check(requester, limits, samples=request.samples, duration=request.spec.duration)
             stored = _music_request_dict(request)
         elif isinstance(request, DocumentRequest):
-            if self.analysis is None:
-                raise UserInputError("Text mode is not available on this server right now.")
             if request.data is None and not (request.text and request.text.strip()):
                 raise UserInputError("Attach a document or paste some text to score.")
             duration = _parse_duration(request.duration)
             self._check(requester, limits, samples=1, duration=duration)
+            if self.analysis is None:
+                raise UserInputError("Text mode is not available on this server right now.")
             stored = {"title": "Music for your text", "document": request.filename or "pasted text"}
         else:
             raise TypeError(f"not a request: {type(request).__name__}")
         # reserve the slot before the first await below, so two racing submits cannot both pass
-        handle = RequestHandle(self, uuid.uuid4().hex[:12], requester, request)
+        handle = RequestHandle(self.cancel, uuid.uuid4().hex[:12], requester, request)
         self._active[handle.job_id] = handle
         delivery = delivery or {}
         try:
@@ -442,7 +286,25 @@ class MusicService:
     def _track(self, handle: RequestHandle, coro: Any) -> None:
         self._active[handle.job_id] = handle
         handle._task = asyncio.create_task(coro, name=f"textunes-request-{handle.job_id}")
-        handle._task.add_done_callback(lambda _t, job_id=handle.job_id: self._active.pop(job_id, None))
+        handle._task.add_done_callback(lambda task, handle=handle: self._settled(handle, task))
+
+    def _settled(self, handle: RequestHandle, task: asyncio.Task) -> None:
+        """A request's task ended. One cancelled before its first step never ran its own handler,
+        and a bug must not leave a subscriber waiting forever: both still end the handle."""
+        if handle.done:
+            self._active.pop(handle.job_id, None)
+            return
+        if task.cancelled():
+            follow_up = self._cancelled_before_engine(handle)
+        else:
+            log.error(
+                "job %s: request task ended without an outcome", handle.job_id, exc_info=task.exception()
+            )
+            follow_up = self._fail(handle, "Something went wrong; please try again.", "error")
+        chore = asyncio.create_task(follow_up)  # stays active until the outcome is recorded
+        self._chores.add(chore)
+        chore.add_done_callback(self._chores.discard)
+        chore.add_done_callback(lambda _t: self._active.pop(handle.job_id, None))
 
     async def cancel(self, job_id: str, user_id: str | int | None = None) -> bool:
         """Cancel a request in progress (only its owner's, with ``user_id``); True if it was."""
@@ -506,7 +368,8 @@ class MusicService:
                 JobFailed("The bot is restarting.", reason="shutdown"),
             )
             return
-        await asyncio.to_thread(self.store.mark_cancelled, handle.job_id)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.store.mark_cancelled, handle.job_id)
         handle._finish(Cancelled(handle.job_id), JobCancelled("Cancelled."))
 
     async def _fail(self, handle: RequestHandle, message: str, reason: str) -> None:
@@ -566,10 +429,10 @@ class MusicService:
         try:
             fmt = await asyncio.to_thread(self._format_for, handle.requester.user_id)
             records = await asyncio.to_thread(self._finish_and_store, job_id, request, analysis, tracks, fmt)
-        except Exception as exc:
+            await asyncio.to_thread(self.store.mark_done, job_id)  # posting, if any, is the front end's
+        except Exception:
             log.exception("job %s: finishing or storing the tracks failed", job_id)
             await self._fail(handle, "The track was made but could not be saved; please try again.", "store")
-            del exc
             return
         handle._finish(Done(job_id, records), records)
 
