@@ -41,6 +41,7 @@ class MusicRequest:
     parent_track_id: str | None = None
     continue_from_track_id: str | None = None  # extend: the track to continue
     extend_seconds: float = 0.0
+    loop: bool = False  # finish as a seamless loop (no fades)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ class DocumentRequest:
     tempo: str | None = None
     keywords: tuple[str, ...] = ()
     kind: str = "text"
+    instruments: tuple[str, ...] = ()
+    loop: bool = False
+    seed: int | None = None
 
 
 # ---------------------------------------------------------------------------------------------

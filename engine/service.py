@@ -152,6 +152,7 @@ class MusicService:
             parent_track_id=job.parent_track_id,
             continue_from_track_id=job.request.get("continue_from_track_id"),
             extend_seconds=float(job.request.get("extend_seconds") or 0.0),
+            loop=bool(job.request.get("loop")),
         )
         requester = Requester(str(job.user_id), job.guild_id, job.channel_id)
         handle = RequestHandle(self.cancel, job.id, requester, request)
@@ -333,6 +334,7 @@ class MusicService:
                 tempo=request.tempo,
                 duration=request.duration if request.duration is not None else DEFAULT_TEXT_DURATION,
                 keywords=tuple(request.keywords),
+                instruments=tuple(request.instruments),
             )
             if analysis.spec.duration > limits.max_duration:
                 cap = _mmss(limits.max_duration)
@@ -342,7 +344,9 @@ class MusicService:
                 :MAX_TITLE_CHARS
             ]
             handle.title = title
-            music = MusicRequest(spec=analysis.spec, title=title, kind=request.kind)
+            music = MusicRequest(
+                spec=analysis.spec, title=title, kind=request.kind, loop=request.loop, seed=request.seed
+            )
             stored = {**_music_request_dict(music), "analysis": summary}
             await asyncio.to_thread(self.store.update_job, job_id, request=stored)
             handle.state = "queued"
@@ -458,7 +462,7 @@ class MusicService:
         for index, track in enumerate(tracks):
             # a continuation keeps its new, longer length; a fresh track gets exactly what was asked
             duration = None if request.continue_from_track_id else request.spec.duration
-            finished = finish(track, duration=duration)
+            finished = finish(track, duration=duration, loop=request.loop)
             records.append(self.store.add_track(job_id, finished, fmt=fmt, index=index, analysis=analysis))
         return records
 
@@ -513,6 +517,8 @@ def analysis_summary(analysis: Any) -> dict:
 
 def _music_request_dict(request: MusicRequest) -> dict:
     extra: dict[str, Any] = {"title": request.title}
+    if request.loop:
+        extra["loop"] = True
     if request.extend_seconds:
         extra["extend_seconds"] = request.extend_seconds
     if request.continue_from_track_id:

@@ -267,9 +267,9 @@ class AnalysisSandbox:
             "max_bytes": int(max_bytes),
             "overrides": dict(overrides),
         }
-        future = self._executor.submit(self._run, payload)
-        reply = await asyncio.wrap_future(future)
-        return reply
+        # a caller that gives up (cancelled) before the child gets to its request takes it out of
+        # the queue: wrap_future passes the cancellation on to the pending executor future
+        return await asyncio.wrap_future(self._executor.submit(self._run, payload))
 
     # -- the sandbox thread -----------------------------------------------------------------------
     def _ensure_child(self) -> _Child:
