@@ -7,13 +7,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from engine.store.db import StoreBase
-from engine.store.records import CATEGORY_KINDS, GuildCategory, GuildPreset, _dumps, _id, _loads
+from engine.store.records import CATEGORY_KINDS, GuildCategory, GuildPreset, as_id, from_json, to_json
 from engine.store.settings import (
     MAX_GUILD_CATEGORIES,
     MAX_GUILD_PRESETS,
     SettingsError,
-    _clean_list,
-    _clean_name,
+    clean_list,
+    clean_name,
 )
 
 
@@ -34,9 +34,9 @@ class CatalogueMixin(StoreBase):
             raise SettingsError(
                 f"Unknown category kind '{kind}'. Choose one of: {', '.join(CATEGORY_KINDS)}."
             )
-        en = _clean_name(en, "category name")
-        ko = _clean_name(ko, "Korean name") if ko and str(ko).strip() else None
-        gid = _id(guild_id)
+        en = clean_name(en, "category name")
+        ko = clean_name(ko, "Korean name") if ko and str(ko).strip() else None
+        gid = as_id(guild_id)
         with self._tx() as conn:
             count = conn.execute(
                 "SELECT COUNT(*) FROM guild_categories WHERE guild_id = ?", (gid,)
@@ -52,7 +52,7 @@ class CatalogueMixin(StoreBase):
                 "INSERT INTO guild_categories (guild_id, kind, en, ko, created_by, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (guild_id, kind, en) DO UPDATE SET "
                 "en = excluded.en, ko = excluded.ko",
-                (gid, kind, en, ko, _id(created_by), self._clock()),
+                (gid, kind, en, ko, as_id(created_by), self._clock()),
             )
         return GuildCategory(gid or "", kind, en, ko)
 
@@ -62,14 +62,14 @@ class CatalogueMixin(StoreBase):
         with self._lock:
             cur = self._conn.execute(
                 "DELETE FROM guild_categories WHERE guild_id = ? AND kind = ? AND (en = ? OR ko = ?)",
-                (_id(guild_id), kind, name, name),
+                (as_id(guild_id), kind, name, name),
             )
             return cur.rowcount > 0
 
     def guild_categories(self, guild_id: str | int | None, kind: str | None = None) -> list[GuildCategory]:
         if guild_id is None:
             return []
-        sql, params = "SELECT * FROM guild_categories WHERE guild_id = ?", [_id(guild_id)]
+        sql, params = "SELECT * FROM guild_categories WHERE guild_id = ?", [as_id(guild_id)]
         if kind is not None:
             sql, params = sql + " AND kind = ?", [*params, kind]
         rows = self._query(sql + " ORDER BY kind, en", params)
@@ -112,13 +112,13 @@ class CatalogueMixin(StoreBase):
     ) -> GuildPreset:
         """Create or replace a preset ("theme", e.g. Study / Horror game / Wedding)."""
         preset = GuildPreset(
-            guild_id=_id(guild_id) or "",
-            name=_clean_name(name, "preset name"),
-            genres=_clean_list(genres, "genre"),
-            moods=_clean_list(moods, "mood"),
-            tempo=_clean_name(tempo, "tempo") if tempo and str(tempo).strip() else None,
-            instruments=_clean_list(instruments, "instrument"),
-            keywords=_clean_list(keywords, "keyword"),
+            guild_id=as_id(guild_id) or "",
+            name=clean_name(name, "preset name"),
+            genres=clean_list(genres, "genre"),
+            moods=clean_list(moods, "mood"),
+            tempo=clean_name(tempo, "tempo") if tempo and str(tempo).strip() else None,
+            instruments=clean_list(instruments, "instrument"),
+            keywords=clean_list(keywords, "keyword"),
             duration=None,
         )
         if duration is not None and str(duration).strip():
@@ -145,9 +145,9 @@ class CatalogueMixin(StoreBase):
                 "moods = excluded.moods, tempo = excluded.tempo, instruments = excluded.instruments, "
                 "keywords = excluded.keywords, duration = excluded.duration",
                 (
-                    preset.guild_id, preset.name, _dumps(list(preset.genres)), _dumps(list(preset.moods)),
-                    preset.tempo, _dumps(list(preset.instruments)), _dumps(list(preset.keywords)),
-                    preset.duration, _id(created_by), self._clock(),
+                    preset.guild_id, preset.name, to_json(list(preset.genres)), to_json(list(preset.moods)),
+                    preset.tempo, to_json(list(preset.instruments)), to_json(list(preset.keywords)),
+                    preset.duration, as_id(created_by), self._clock(),
                 ),
             )  # fmt: skip
         return preset
@@ -156,7 +156,7 @@ class CatalogueMixin(StoreBase):
         with self._lock:
             cur = self._conn.execute(
                 "DELETE FROM guild_presets WHERE guild_id = ? AND name = ?",
-                (_id(guild_id), " ".join(str(name).split())),
+                (as_id(guild_id), " ".join(str(name).split())),
             )
             return cur.rowcount > 0
 
@@ -165,18 +165,18 @@ class CatalogueMixin(StoreBase):
         return GuildPreset(
             guild_id=row["guild_id"],
             name=row["name"],
-            genres=tuple(_loads(row["genres"], [])),
-            moods=tuple(_loads(row["moods"], [])),
+            genres=tuple(from_json(row["genres"], [])),
+            moods=tuple(from_json(row["moods"], [])),
             tempo=row["tempo"],
-            instruments=tuple(_loads(row["instruments"], [])),
-            keywords=tuple(_loads(row["keywords"], [])),
+            instruments=tuple(from_json(row["instruments"], [])),
+            keywords=tuple(from_json(row["keywords"], [])),
             duration=row["duration"],
         )
 
     def guild_presets(self, guild_id: str | int | None) -> list[GuildPreset]:
         if guild_id is None:
             return []
-        rows = self._query("SELECT * FROM guild_presets WHERE guild_id = ? ORDER BY name", (_id(guild_id),))
+        rows = self._query("SELECT * FROM guild_presets WHERE guild_id = ? ORDER BY name", (as_id(guild_id),))
         return [self._preset_from_row(r) for r in rows]
 
     def get_guild_preset(self, guild_id: str | int | None, name: str) -> GuildPreset | None:
@@ -184,7 +184,7 @@ class CatalogueMixin(StoreBase):
             return None
         rows = self._query(
             "SELECT * FROM guild_presets WHERE guild_id = ? AND name = ?",
-            (_id(guild_id), " ".join(str(name).split())),
+            (as_id(guild_id), " ".join(str(name).split())),
         )
         return self._preset_from_row(rows[0]) if rows else None
 

@@ -15,9 +15,9 @@ from engine.store.records import (
     JOB_KINDS,
     JOB_STATES,
     JobRecord,
-    _dumps,
-    _id,
+    as_id,
     spec_to_dict,
+    to_json,
 )
 
 
@@ -51,11 +51,11 @@ class JobsMixin(StoreBase):
         row = {
             "id": job_id or uuid.uuid4().hex[:12],
             "kind": kind,
-            "request": _dumps(request),
-            "user_id": _id(user_id),
-            "guild_id": _id(guild_id),
-            "channel_id": _id(channel_id),
-            "interaction_id": _id(interaction_id),
+            "request": to_json(request),
+            "user_id": as_id(user_id),
+            "guild_id": as_id(guild_id),
+            "channel_id": as_id(channel_id),
+            "interaction_id": as_id(interaction_id),
             "interaction_token": interaction_token,
             "parent_track_id": parent_track_id,
             "state": "queued",
@@ -81,7 +81,7 @@ class JobsMixin(StoreBase):
     def job_by_message(self, message_id: str | int) -> JobRecord | None:
         """The job whose result was posted as ``message_id`` (for 🔁 reactions on old messages)."""
         rows = self._query(
-            "SELECT * FROM jobs WHERE message_id = ? ORDER BY created_at DESC LIMIT 1", (_id(message_id),)
+            "SELECT * FROM jobs WHERE message_id = ? ORDER BY created_at DESC LIMIT 1", (as_id(message_id),)
         )
         return JobRecord._from_row(rows[0]) if rows else None
 
@@ -107,10 +107,10 @@ class JobsMixin(StoreBase):
             raise ValueError(f"job state must be one of {JOB_STATES}, got {fields['state']!r}")
         values = dict(fields)
         if "request" in values:
-            values["request"] = _dumps(values["request"])
+            values["request"] = to_json(values["request"])
         for key in ("message_id", "channel_id", "interaction_id"):
             if key in values:
-                values[key] = _id(values[key])
+                values[key] = as_id(values[key])
         values["updated_at"] = self._clock()
         if values.get("state") in FINISHED_STATES and "finished_at" not in values:
             values["finished_at"] = values["updated_at"]
@@ -195,7 +195,7 @@ class JobsMixin(StoreBase):
         marks = ",".join("?" * len(states))
         rows = self._query(
             f"SELECT * FROM jobs WHERE user_id = ? AND state IN ({marks}) ORDER BY created_at, rowid",
-            (_id(user_id), *states),
+            (as_id(user_id), *states),
         )
         return [JobRecord._from_row(r) for r in rows]
 
@@ -205,9 +205,9 @@ class JobsMixin(StoreBase):
         """Jobs created at or after ``since`` (rate limits that survive restarts)."""
         sql, params = "SELECT COUNT(*) FROM jobs WHERE created_at >= ?", [since]
         if user_id is not None:
-            sql, params = sql + " AND user_id = ?", [*params, _id(user_id)]
+            sql, params = sql + " AND user_id = ?", [*params, as_id(user_id)]
         if guild_id is not None:
-            sql, params = sql + " AND guild_id = ?", [*params, _id(guild_id)]
+            sql, params = sql + " AND guild_id = ?", [*params, as_id(guild_id)]
         return int(self._query(sql, params)[0][0])
 
     # -- delivery (exactly once) ----------------------------------------------------------------
@@ -240,7 +240,7 @@ class JobsMixin(StoreBase):
             cur = self._conn.execute(
                 "UPDATE jobs SET delivered_at = ?, claimed_at = COALESCE(claimed_at, ?), "
                 "message_id = COALESCE(?, message_id), updated_at = ? WHERE id = ?",
-                (now, now, _id(message_id), now, job_id),
+                (now, now, as_id(message_id), now, job_id),
             )
             if cur.rowcount != 1:
                 raise KeyError(f"no job {job_id!r}")

@@ -64,17 +64,17 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _dumps(value: Any) -> str:
+def to_json(value: Any) -> str:
     return json.dumps(value, default=_json_default, ensure_ascii=False, allow_nan=False)
 
 
-def _loads(text: str | None, empty: Any = None) -> Any:
+def from_json(text: str | None, empty: Any = None) -> Any:
     if text is None or text == "":
         return empty
     return json.loads(text)
 
 
-def _id(value: Any) -> str | None:
+def as_id(value: Any) -> str | None:
     """Discord snowflakes arrive as int or str; store them as str."""
     return None if value is None else str(value)
 
@@ -174,7 +174,7 @@ class JobRecord:
     @classmethod
     def _from_row(cls, row: Mapping[str, Any]) -> JobRecord:
         values = {f.name: row[f.name] for f in dataclasses.fields(cls)}
-        values["request"] = _loads(row["request"], {})
+        values["request"] = from_json(row["request"], {})
         return cls(**values)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.store.db import StoreBase
-from engine.store.records import AUDIO_FORMATS, SettingsError, _dumps, _id, _loads
+from engine.store.records import AUDIO_FORMATS, SettingsError, as_id, from_json, to_json
 
 USER_DEFAULTS: dict[str, Any] = {"tempo": None, "duration": None, "format": "mp3"}
 GUILD_DEFAULTS: dict[str, Any] = {
@@ -39,7 +39,7 @@ MAX_ALLOWED_CHANNELS = 50
 # ----------------------------------------------------------------------------------------------
 # Validation
 # ----------------------------------------------------------------------------------------------
-def _clean_name(value: Any, what: str) -> str:
+def clean_name(value: Any, what: str) -> str:
     text = " ".join(str(value or "").split())
     if not text:
         raise SettingsError(f"The {what} is empty; type a name.")
@@ -50,7 +50,7 @@ def _clean_name(value: Any, what: str) -> str:
     return text
 
 
-def _clean_list(values: Any, what: str) -> tuple[str, ...]:
+def clean_list(values: Any, what: str) -> tuple[str, ...]:
     if values is None:
         return ()
     if isinstance(values, str):
@@ -58,7 +58,7 @@ def _clean_list(values: Any, what: str) -> tuple[str, ...]:
     items: list[str] = []
     for value in values:
         if str(value).strip():
-            name = _clean_name(value, what)
+            name = clean_name(value, what)
             if name.casefold() not in {i.casefold() for i in items}:
                 items.append(name)
     if len(items) > MAX_PRESET_ITEMS:
@@ -91,7 +91,7 @@ def _validate_user_setting(key: str, value: Any) -> Any:
 
         return parse_duration(value)
     if key == "tempo":  # the bot validates against the catalogue; here: a sane short label
-        return _clean_name(value, "tempo")
+        return clean_name(value, "tempo")
     raise SettingsError(f"Unknown setting '{key}'. You can set: {', '.join(USER_DEFAULTS)}.")
 
 
@@ -114,13 +114,13 @@ class SettingsMixin(StoreBase):
 
     def user_settings(self, user_id: str | int) -> dict[str, Any]:
         """The user's defaults merged over ``USER_DEFAULTS``."""
-        rows = self._query("SELECT settings FROM user_settings WHERE user_id = ?", (_id(user_id),))
-        return {**USER_DEFAULTS, **(_loads(rows[0][0], {}) if rows else {})}
+        rows = self._query("SELECT settings FROM user_settings WHERE user_id = ?", (as_id(user_id),))
+        return {**USER_DEFAULTS, **(from_json(rows[0][0], {}) if rows else {})}
 
     def set_user_settings(self, user_id: str | int, **kw: Any) -> dict[str, Any]:
         """Set per-user defaults (tempo, duration, format); a value of None resets that one."""
         return self._set_settings(
-            "user_settings", "user_id", _id(user_id), kw, _validate_user_setting, USER_DEFAULTS
+            "user_settings", "user_id", as_id(user_id), kw, _validate_user_setting, USER_DEFAULTS
         )
 
     def guild_settings(
@@ -130,13 +130,13 @@ class SettingsMixin(StoreBase):
         base = {**GUILD_DEFAULTS, **(defaults or {})}
         if guild_id is None:  # DMs: no guild overrides
             return {k: list(v) if isinstance(v, list) else v for k, v in base.items()}
-        rows = self._query("SELECT settings FROM guild_settings WHERE guild_id = ?", (_id(guild_id),))
-        return {**base, **(_loads(rows[0][0], {}) if rows else {})}
+        rows = self._query("SELECT settings FROM guild_settings WHERE guild_id = ?", (as_id(guild_id),))
+        return {**base, **(from_json(rows[0][0], {}) if rows else {})}
 
     def set_guild_settings(self, guild_id: str | int, **kw: Any) -> dict[str, Any]:
         """Set guild settings (validated; None resets a key to its default); returns the merged result."""
         return self._set_settings(
-            "guild_settings", "guild_id", _id(guild_id), kw, _validate_guild_setting, GUILD_DEFAULTS
+            "guild_settings", "guild_id", as_id(guild_id), kw, _validate_guild_setting, GUILD_DEFAULTS
         )
 
     def _set_settings(
@@ -155,7 +155,7 @@ class SettingsMixin(StoreBase):
         }
         with self._tx() as conn:
             row = conn.execute(f"SELECT settings FROM {table} WHERE {key_column} = ?", (key,)).fetchone()
-            current = _loads(row[0], {}) if row else {}
+            current = from_json(row[0], {}) if row else {}
             for name, value in cleaned.items():
                 if value is None:
                     current.pop(name, None)
@@ -165,6 +165,6 @@ class SettingsMixin(StoreBase):
                 f"INSERT INTO {table} ({key_column}, settings, updated_at) VALUES (?, ?, ?) "
                 f"ON CONFLICT ({key_column}) DO UPDATE SET settings = excluded.settings, "
                 "updated_at = excluded.updated_at",
-                (key, _dumps(current), self._clock()),
+                (key, to_json(current), self._clock()),
             )
         return {**defaults, **current}

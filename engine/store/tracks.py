@@ -21,10 +21,10 @@ from engine.store.records import (
     TrackFileMissing,
     TrackRecord,
     UnknownTrack,
-    _dumps,
-    _id,
-    _loads,
+    as_id,
+    from_json,
     spec_to_dict,
+    to_json,
 )
 
 
@@ -126,11 +126,11 @@ class TracksMixin(StoreBase):
             "guild_id": job.guild_id,
             "prompt": track.spec.prompt,
             "seed": int(track.seed) if track.seed is not None else None,
-            "params": _dumps(spec_to_dict(track.spec)),
+            "params": to_json(spec_to_dict(track.spec)),
             "backend": track.backend,
             "model": track.model,
-            "analysis": _dumps(analysis) if analysis is not None else None,
-            "meta": _dumps(meta),
+            "analysis": to_json(analysis) if analysis is not None else None,
+            "meta": to_json(meta),
             "file": audio_path.name,
             "midi_file": midi_path.name if midi_path else None,
             "sha256": hashlib.sha256(data).hexdigest(),
@@ -169,11 +169,11 @@ class TracksMixin(StoreBase):
             guild_id=row["guild_id"],
             prompt=row["prompt"],
             seed=row["seed"],
-            params=_loads(row["params"], {}),
+            params=from_json(row["params"], {}),
             backend=row["backend"],
             model=row["model"],
-            analysis=_loads(row["analysis"]),
-            meta=_loads(row["meta"], {}),
+            analysis=from_json(row["analysis"]),
+            meta=from_json(row["meta"], {}),
             path=None if deleted or not row["file"] else self.files_dir / row["file"],
             midi_path=None if deleted or not row["midi_file"] else self.files_dir / row["midi_file"],
             sha256=row["sha256"],
@@ -257,15 +257,15 @@ class TracksMixin(StoreBase):
     ) -> list[TrackRecord]:
         """The user's tracks, newest first (optionally only those made in one guild)."""
         limit = max(1, min(int(limit), 100))
-        sql, params = "SELECT * FROM tracks WHERE user_id = ?", [_id(user_id)]
+        sql, params = "SELECT * FROM tracks WHERE user_id = ?", [as_id(user_id)]
         if guild_id is not None:
-            sql, params = sql + " AND guild_id = ?", [*params, _id(guild_id)]
+            sql, params = sql + " AND guild_id = ?", [*params, as_id(guild_id)]
         rows = self._query(sql + " ORDER BY created_at DESC, rowid DESC LIMIT ?", [*params, limit])
         return [self._track_from_row(r) for r in rows]
 
     def set_favorite(self, user_id: str | int, track_id: str, on: bool = True) -> bool:
         """Favorite (or un-favorite) a track; returns whether it is a favorite now."""
-        uid = _id(user_id)
+        uid = as_id(user_id)
         with self._tx() as conn:
             if conn.execute("SELECT 1 FROM tracks WHERE id = ?", (track_id,)).fetchone() is None:
                 raise UnknownTrack("That track is no longer in the library.")
@@ -290,7 +290,7 @@ class TracksMixin(StoreBase):
 
     def is_favorite(self, user_id: str | int, track_id: str) -> bool:
         rows = self._query(
-            "SELECT 1 FROM favorites WHERE user_id = ? AND track_id = ?", (_id(user_id), track_id)
+            "SELECT 1 FROM favorites WHERE user_id = ? AND track_id = ?", (as_id(user_id), track_id)
         )
         return bool(rows)
 
@@ -298,6 +298,6 @@ class TracksMixin(StoreBase):
         rows = self._query(
             "SELECT t.* FROM favorites f JOIN tracks t ON t.id = f.track_id WHERE f.user_id = ? "
             "ORDER BY f.created_at DESC, f.rowid DESC LIMIT ?",
-            (_id(user_id), max(1, int(limit))),
+            (as_id(user_id), max(1, int(limit))),
         )
         return [self._track_from_row(r) for r in rows]
