@@ -18,6 +18,8 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
+from engine.store.records import StoreError
+
 if TYPE_CHECKING:
     from engine.store.db import StoreBase
 
@@ -40,7 +42,15 @@ class AsyncStore:
         """Run ``fn(*args, **kwargs)`` on the store's thread (for several store calls done as one)."""
         executor = self._store._store_executor()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor, functools.partial(fn, *args, **kwargs))
+        try:
+            future = loop.run_in_executor(executor, functools.partial(fn, *args, **kwargs))
+        except RuntimeError as exc:  # closed between the two lines above
+            raise StoreError("the store is closed") from exc
+        return await future
+
+    if TYPE_CHECKING:  # the twins are added at import time; tell type checkers they exist and await
+
+        def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]: ...
 
     def __repr__(self) -> str:
         return f"AsyncStore({self._store!r})"
