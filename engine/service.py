@@ -46,9 +46,15 @@ from engine.requests import (
     RequestHandle,
     Started,
 )
-from engine.retention_task import RetentionPolicy, run_retention_forever, run_retention_once
 from engine.spec import Track
-from engine.store import USER_DEFAULTS, JobRecord, TrackRecord, spec_to_request
+from engine.store import (
+    USER_DEFAULTS,
+    JobRecord,
+    RetentionPolicy,
+    TrackRecord,
+    run_retention_forever,
+    spec_to_request,
+)
 
 log = logging.getLogger("textunes.service")
 
@@ -74,6 +80,7 @@ __all__ = [
 ANALYSIS_KEYS = ("language", "summary", "topic", "emotion", "valence", "arousal", "reasons", "truncated")
 DEFAULT_TEXT_DURATION = 15
 MAX_TITLE_CHARS = 120
+RETENTION_INTERVAL = 24 * 3600.0
 UNDELIVERED_MAX_AGE = 24 * 3600.0  # a finished track older than this is not posted after a restart
 
 
@@ -113,16 +120,18 @@ class MusicService:
         if self.analysis is not None:
             await self.analysis.start()
         if self.retention is not None:
-            await asyncio.to_thread(run_retention_once, self.store, self.retention)
-            self._retention_task = asyncio.create_task(
-                run_retention_forever(self.store, self.retention), name="textunes-retention"
-            )
+            await self.store.aio.call(self.retention.apply, self.store)  # done before anyone asks for tracks
+            self._retention_task = asyncio.create_task(self._retention_daily(), name="textunes-retention")
         return await self.recover()
 
+    async def _retention_daily(self) -> None:
+        await asyncio.sleep(RETENTION_INTERVAL)  # the pass at start just ran
+        await run_retention_forever(self.store, self.retention, RETENTION_INTERVAL)
+
     async def recover(self) -> Recovery:
-        claimed = await asyncio.to_thread(self.store.claimed_undelivered)
-        requeue, gave_up = await asyncio.to_thread(self.store.recover_unfinished)
-        pending = await asyncio.to_thread(self.store.pending_deliveries)
+        claimed = await self.store.aio.claimed_undelivered()
+        requeue, gave_up = await self.store.aio.recover_unfinished()
+        pending = await self.store.aio.pending_deliveries()
         recent = time.time() - UNDELIVERED_MAX_AGE
         undelivered = [
             j for j in pending if j.state == "done" and j.channel_id is not None and j.created_at >= recent
@@ -130,8 +139,7 @@ class MusicService:
         resumed: list[RequestHandle] = []
         for job in requeue:
             if "spec" not in job.request:  # stopped while its document was being read: no spec yet
-                failed = await asyncio.to_thread(
-                    self.store.mark_failed,
+                failed = await self.store.aio.mark_failed(
                     job.id,
                     "The bot restarted while reading your document. Please send it again.",
                 )
@@ -194,7 +202,7 @@ class MusicService:
         Per-member requests in progress, this server's waiting requests (not the global queue),
         the engine's total queue, samples and duration against the server's resolved limits.
         """
-        limits = await asyncio.to_thread(self.limits_for, requester.guild_id)
+        limits = await self.store.aio.call(self.limits_for, requester.guild_id)
         self._check(requester, limits, samples=samples, duration=duration)
 
     def _check(self, requester: Requester, limits: Limits, *, samples: int, duration: float | None) -> None:
@@ -243,7 +251,7 @@ class MusicService:
             None if requester.guild_id is None else str(requester.guild_id),
             None if requester.channel_id is None else str(requester.channel_id),
         )
-        limits = await asyncio.to_thread(self.limits_for, requester.guild_id)
+        limits = await self.store.aio.call(self.limits_for, requester.guild_id)
         if isinstance(request, MusicRequest):
             self._check(requester, limits, samples=request.samples, duration=request.spec.duration)
             stored = _music_request_dict(request)
@@ -262,8 +270,7 @@ class MusicService:
         self._active[handle.job_id] = handle
         delivery = delivery or {}
         try:
-            await asyncio.to_thread(
-                self.store.create_job,
+            await self.store.aio.create_job(
                 job_id=handle.job_id,
                 user_id=requester.user_id,
                 request=stored,
@@ -348,7 +355,7 @@ class MusicService:
                 spec=analysis.spec, title=title, kind=request.kind, loop=request.loop, seed=request.seed
             )
             stored = {**_music_request_dict(music), "analysis": summary}
-            await asyncio.to_thread(self.store.update_job, job_id, request=stored)
+            await self.store.aio.update_job(job_id, request=stored)
             handle.state = "queued"
             handle._emit(Analysed(job_id, summary=summary, title=title))
         except asyncio.CancelledError:
@@ -373,12 +380,12 @@ class MusicService:
             )
             return
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(self.store.mark_cancelled, handle.job_id)
+            await self.store.aio.mark_cancelled(handle.job_id)
         handle._finish(Cancelled(handle.job_id), JobCancelled("Cancelled."))
 
     async def _fail(self, handle: RequestHandle, message: str, reason: str) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(self.store.mark_failed, handle.job_id, message)
+            await self.store.aio.mark_failed(handle.job_id, message)
         handle._finish(Failed(handle.job_id, message, reason), JobFailed(message, reason=reason))
 
     async def _run_music(self, handle: RequestHandle, request: MusicRequest, analysis: dict | None) -> None:
@@ -386,7 +393,7 @@ class MusicService:
         try:
             continue_from: Track | None = None
             if request.continue_from_track_id:
-                continue_from = await asyncio.to_thread(self.store.load_track, request.continue_from_track_id)
+                continue_from = await self.store.aio.load_track(request.continue_from_track_id)
             engine_handle = await self.engine.submit(
                 JobRequest(
                     user_id=handle.requester.user_id,
@@ -411,14 +418,14 @@ class MusicService:
                 handle._emit(Queued(job_id, event.position))
             elif event.kind == "started":
                 handle.state = "running"
-                await asyncio.to_thread(self.store.mark_running, job_id)
+                await self.store.aio.mark_running(job_id)
                 handle._emit(Started(job_id))
             elif event.kind == "progress" and event.percent is not None:
                 handle._emit(Progress(job_id, float(event.percent)))
         try:
             tracks = await engine_handle.result()
         except JobCancelled as exc:
-            await asyncio.to_thread(self.store.mark_cancelled, job_id)
+            await self.store.aio.mark_cancelled(job_id)
             handle._finish(Cancelled(job_id), exc)
             return
         except JobFailed as exc:
@@ -431,9 +438,9 @@ class MusicService:
             await self._fail(handle, str(exc), exc.reason)
             return
         try:
-            fmt = await asyncio.to_thread(self._format_for, handle.requester.user_id)
+            fmt = await self.store.aio.call(self._format_for, handle.requester.user_id)
             records = await asyncio.to_thread(self._finish_and_store, job_id, request, analysis, tracks, fmt)
-            await asyncio.to_thread(self.store.mark_done, job_id)  # posting, if any, is the front end's
+            await self.store.aio.mark_done(job_id)  # posting, if any, is the front end's
         except Exception:
             log.exception("job %s: finishing or storing the tracks failed", job_id)
             await self._fail(handle, "The track was made but could not be saved; please try again.", "store")
@@ -476,33 +483,33 @@ class MusicService:
         return self.engine.position(job_id)
 
     async def job(self, job_id: str) -> JobRecord | None:
-        return await asyncio.to_thread(self.store.get_job, job_id)
+        return await self.store.aio.get_job(job_id)
 
     async def jobs_of(self, user_id: str | int) -> list[JobRecord]:
-        return await asyncio.to_thread(self.store.jobs_of, user_id)
+        return await self.store.aio.jobs_of(user_id)
 
     async def history(
         self, user_id: str | int, limit: int = 10, *, guild_id: str | int | None = None
     ) -> list[TrackRecord]:
-        return await asyncio.to_thread(self.store.history, user_id, limit, guild_id=guild_id)
+        return await self.store.aio.history(user_id, limit, guild_id=guild_id)
 
     async def favorites(self, user_id: str | int, limit: int = 100) -> list[TrackRecord]:
-        return await asyncio.to_thread(self.store.favorites, user_id, limit)
+        return await self.store.aio.favorites(user_id, limit)
 
     async def set_favorite(self, user_id: str | int, track_id: str, on: bool = True) -> bool:
-        return await asyncio.to_thread(self.store.set_favorite, user_id, track_id, on)
+        return await self.store.aio.set_favorite(user_id, track_id, on)
 
     async def track(self, track_id: str) -> TrackRecord | None:
-        return await asyncio.to_thread(self.store.get_track, track_id)
+        return await self.store.aio.get_track(track_id)
 
     async def tracks_of_job(self, job_id: str) -> list[TrackRecord]:
-        return await asyncio.to_thread(self.store.tracks_of_job, job_id)
+        return await self.store.aio.tracks_of_job(job_id)
 
     async def track_bytes(self, track_id: str) -> bytes:
-        return await asyncio.to_thread(self.store.read_track_bytes, track_id)
+        return await self.store.aio.read_track_bytes(track_id)
 
     async def load_track(self, track_id: str) -> Track:
-        return await asyncio.to_thread(self.store.load_track, track_id)
+        return await self.store.aio.load_track(track_id)
 
 
 # ---------------------------------------------------------------------------------------------
