@@ -20,7 +20,7 @@ from engine.text.sandbox import AnalysisSandbox, AnalysisTimeout, AnalysisTooLar
 from tests.sandbox_inputs import LoopLag, shared_stream_pdf
 
 HAPPY = Path(__file__).parent / "fixtures" / "happy_en.txt"
-WALL = 3.0
+WALL = 2.0
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ from tests.sandbox_inputs import LoopLag, shared_stream_pdf
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HAPPY = FIXTURES / "happy_en.txt"
-WALL = 3.0
+WALL = 2.0
 ALICE = Requester("111", guild_id="900", channel_id="901")
 
 
