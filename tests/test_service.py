@@ -289,3 +289,25 @@ async def test_retention_runs_at_start_and_keeps_favourites(store) -> None:
         assert all(not store.get_track(r.id).available for r in others)
     finally:
         await svc.close()
+
+
+async def test_a_shutdown_leaves_the_job_resumable_and_the_next_start_finishes_it(store) -> None:
+    svc = make_service(store)
+    await svc.start()
+    handle = await svc.submit(ALICE, MusicRequest(spec=spec(120), samples=4, title="Long one"))
+    async for out in handle:
+        if isinstance(out, Started):
+            break
+    await svc.close()
+    last = (await asyncio.wait_for(outputs(handle), 10))[-1]
+    assert isinstance(last, Failed) and last.reason == "shutdown"
+    assert store.get_job(handle.job_id).state == "running"  # not failed: it is resumed on start
+    svc = make_service(store)
+    recovery = await svc.start()
+    try:
+        assert [h.job_id for h in recovery.resumed] == [handle.job_id]
+        assert recovery.resumed[0].title == "Long one"
+        records = await asyncio.wait_for(recovery.resumed[0].result(), 120)
+        assert len(records) == 4 and store.get_job(handle.job_id).attempts == 2
+    finally:
+        await svc.close()
