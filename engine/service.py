@@ -196,6 +196,10 @@ class MusicService:
         own = self.store.guild_settings(guild_id, defaults={k: None for k in OVERRIDE_KEYS})
         return resolve_limits(self.limits, own)
 
+    async def server_limits(self, guild_id: str | int | None) -> Limits:
+        """``limits_for`` off the event loop (on the store's thread): what ``/admin limits`` shows."""
+        return await self.store.aio.call(self.limits_for, guild_id)
+
     async def admit(self, requester: Requester, *, samples: int = 1, duration: float | None = None) -> None:
         """The one admission check; raises ``UserInputError`` with the message to show.
 
@@ -211,7 +215,9 @@ class MusicService:
         if duration is not None and float(duration) > limits.max_duration:
             cap = _mmss(limits.max_duration)
             raise UserInputError(f"This server allows at most {cap} per track; choose {cap} or less.")
-        mine = sum(1 for h in self._active.values() if h.requester.user_id == str(requester.user_id))
+        mine = sum(
+            1 for h in self._active.values() if not h.done and h.requester.user_id == str(requester.user_id)
+        )
         mine = max(mine, len(self.engine.jobs_of(str(requester.user_id))))
         if mine >= limits.jobs_per_user:
             raise UserInputError(
