@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -160,6 +161,9 @@ class MusicService:
             parent_track_id=job.parent_track_id,
             continue_from_track_id=job.request.get("continue_from_track_id"),
             extend_seconds=float(job.request.get("extend_seconds") or 0.0),
+            keep_seconds=None
+            if job.request.get("keep_seconds") is None
+            else float(job.request["keep_seconds"]),
             loop=bool(job.request.get("loop")),
         )
         requester = Requester(str(job.user_id), job.guild_id, job.channel_id)
@@ -400,6 +404,9 @@ class MusicService:
             continue_from: Track | None = None
             if request.continue_from_track_id:
                 continue_from = await self.store.aio.load_track(request.continue_from_track_id)
+                if request.keep_seconds is not None:  # a variation: the opening only, the rest anew
+                    keep = max(int(round(continue_from.sample_rate * request.keep_seconds)), 1)
+                    continue_from = dataclasses.replace(continue_from, audio=continue_from.audio[:, :keep])
             engine_handle = await self.engine.submit(
                 JobRequest(
                     user_id=handle.requester.user_id,
@@ -536,6 +543,8 @@ def _music_request_dict(request: MusicRequest) -> dict:
         extra["extend_seconds"] = request.extend_seconds
     if request.continue_from_track_id:
         extra["continue_from_track_id"] = request.continue_from_track_id
+    if request.keep_seconds is not None:
+        extra["keep_seconds"] = request.keep_seconds
     return spec_to_request(request.spec, samples=request.samples, seed=request.seed, **extra)
 
 

@@ -311,3 +311,35 @@ async def test_a_shutdown_leaves_the_job_resumable_and_the_next_start_finishes_i
         assert len(records) == 4 and store.get_job(handle.job_id).attempts == 2
     finally:
         await svc.close()
+
+
+async def test_extend_and_variation_continue_a_stored_track(service, store) -> None:
+    (original,) = await (await service.submit(ALICE, MusicRequest(spec=spec(9), seed=5))).result()
+    extended = await service.submit(
+        ALICE,
+        MusicRequest(
+            spec=spec(14),
+            kind="extend",
+            continue_from_track_id=original.id,
+            extend_seconds=5,
+            parent_track_id=original.id,
+        ),
+    )
+    (longer,) = await asyncio.wait_for(extended.result(), 60)
+    assert abs(longer.duration - 14.0) < 0.2
+    varied = await service.submit(
+        ALICE,
+        MusicRequest(
+            spec=spec(9),
+            kind="variation",
+            continue_from_track_id=original.id,
+            keep_seconds=3.0,
+            extend_seconds=6.0,
+            parent_track_id=original.id,
+        ),
+    )
+    (variation,) = await asyncio.wait_for(varied.result(), 60)
+    assert abs(variation.duration - 9.0) < 0.2  # 3 s kept + 6 s new, not 9 + 6
+    job = store.get_job(varied.job_id)
+    assert job.kind == "variation" and job.parent_track_id == original.id
+    assert job.request["keep_seconds"] == 3.0 and job.request["continue_from_track_id"] == original.id
