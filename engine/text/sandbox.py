@@ -225,7 +225,11 @@ class AnalysisSandbox:
         mb = self.limits.memory_bytes / 1_000_000
         started = time.monotonic()
         try:
-            child.conn.send(payload)
+            data = payload.pop("data", None)
+            child.conn.send({**payload, "has_data": data is not None})
+            if data is not None:
+                # raw bytes: no pickled copy of the upload, and the write releases the GIL
+                child.conn.send_bytes(data)
         except (OSError, ValueError):
             self._discard(child)
             raise AnalysisTooLarge(self._too_large_text(mb)) from None

@@ -95,6 +95,8 @@ def child_main(conn: multiprocessing.connection.Connection, memory_bytes: int) -
     while True:
         try:
             payload = conn.recv()
+            if payload.pop("has_data", False):  # the upload follows as raw bytes (no pickle copy)
+                payload["data"] = conn.recv_bytes()
         except (EOFError, OSError, MemoryError):
             return
         overrides = payload.pop("overrides", {})
