@@ -30,7 +30,7 @@ from typing import Any
 
 from engine.errors import TexTuneSError, UserInputError
 from engine.jobs import JobCancelled, JobEngine, JobFailed, JobRequest
-from engine.limits import OVERRIDE_KEYS, Limits, resolve_limits
+from engine.limits import OVERRIDE_KEYS, Limits, check_override, resolve_limits
 from engine.requests import (
     Analysed,
     Analysing,
@@ -203,6 +203,14 @@ class MusicService:
     async def server_limits(self, guild_id: str | int | None) -> Limits:
         """``limits_for`` off the event loop (on the store's thread): what ``/admin limits`` shows."""
         return await self.store.aio.call(self.limits_for, guild_id)
+
+    async def set_limits(self, guild_id: str | int, **changes: Any) -> Limits:
+        """``/admin limits``: validate every change against the operator's caps (``check_override``:
+        "the operator allows at most N") and only then save them; None resets a key to the operator's
+        value. Returns the server's resolved limits. Raises ``UserInputError``; nothing is saved then."""
+        cleaned = {key: check_override(self.limits, key, value) for key, value in changes.items()}
+        await self.store.aio.set_guild_settings(guild_id, **cleaned)
+        return await self.server_limits(guild_id)
 
     async def admit(self, requester: Requester, *, samples: int = 1, duration: float | None = None) -> None:
         """The one admission check; raises ``UserInputError`` with the message to show.

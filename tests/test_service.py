@@ -343,3 +343,15 @@ async def test_extend_and_variation_continue_a_stored_track(service, store) -> N
     job = store.get_job(varied.job_id)
     assert job.kind == "variation" and job.parent_track_id == original.id
     assert job.request["keep_seconds"] == 3.0 and job.request["continue_from_track_id"] == original.id
+
+
+async def test_set_limits_validates_against_the_operator_before_saving(store) -> None:
+    svc = make_service(store, limits=Limits(max_duration=60, queue_size=20, user_rate=(6, 60.0)))
+    with pytest.raises(UserInputError, match="the operator allows at most 60 seconds"):
+        await svc.set_limits("A", queue_size=5, max_duration=120)
+    assert svc.limits_for("A") == svc.limits  # nothing saved, not even the valid queue_size
+    resolved = await svc.set_limits("A", queue_size=5, max_duration=30, user_jobs_per_minute=2)
+    assert (resolved.queue_size, resolved.max_duration, resolved.user_rate) == (5, 30.0, (2, 60.0))
+    assert svc.limits_for("A") == resolved and svc.limits_for("B") == svc.limits
+    back = await svc.set_limits("A", max_duration=None)
+    assert back.max_duration == 60.0 and back.queue_size == 5
