@@ -284,7 +284,7 @@ class MusicService:
                     "Send a shorter part (one chapter is plenty) or paste the text."
                 )
             duration = _parse_duration(request.duration)
-            self._check(requester, limits, samples=1, duration=duration)
+            self._check(requester, limits, samples=request.samples, duration=duration)
             if self.analysis is None:
                 raise UserInputError("Text mode is not available on this server right now.")
             stored = {"title": "Music for your text", "document": request.filename or "pasted text"}
@@ -377,7 +377,12 @@ class MusicService:
             ]
             handle.title = title
             music = MusicRequest(
-                spec=analysis.spec, title=title, kind=request.kind, loop=request.loop, seed=request.seed
+                spec=analysis.spec,
+                samples=request.samples,
+                title=title,
+                kind=request.kind,
+                loop=request.loop,
+                seed=request.seed,
             )
             stored = {**_music_request_dict(music), "analysis": summary}
             await self.store.aio.update_job(job_id, request=stored)
