@@ -1,8 +1,10 @@
-"""Public values of the job engine: its config, a request, an event, and the errors users see."""
+"""Values of the job engine: its config, a request, an event, a job and its handle, the errors users see."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from engine.errors import TexTuneSError, UserInputError
@@ -12,6 +14,7 @@ from engine.worker import BackendFactory
 # Requests are batched only with others of the same bucket: a batch decodes as long as its longest
 # member, so mixing a 5 s and a 60 s request would make the short one pay for the long one.
 DURATION_BUCKETS = (5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0)
+_TERMINAL = ("done", "failed", "cancelled")
 
 
 class QueueFull(UserInputError):
@@ -108,3 +111,102 @@ def duration_bucket(seconds: float) -> float:
         if seconds <= bucket:
             return bucket
     return float(seconds)
+
+
+# ---------------------------------------------------------------------------------------------
+# jobs and handles
+
+
+class _Job:
+    __slots__ = (
+        "request", "job_id", "seq", "state", "attempts", "future", "history", "subscribers",
+        "last_position", "deadline", "enqueued_at", "started_at", "finished_at",
+    )  # fmt: skip
+
+    def __init__(self, request: JobRequest, job_id: str, seq: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.request = request
+        self.job_id = job_id
+        self.seq = seq
+        self.state = "queued"
+        self.attempts = 0
+        self.future: asyncio.Future[list[Track]] = loop.create_future()
+        self.history: list[JobEvent] = []
+        self.subscribers: list[asyncio.Queue[JobEvent]] = []
+        self.last_position: int | None = None
+        self.deadline = float("inf")
+        self.enqueued_at = time.monotonic()
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+
+    @property
+    def user_id(self) -> str:
+        return self.request.user_id
+
+    @property
+    def finished(self) -> bool:
+        return self.state in _TERMINAL
+
+    def batch_key(self) -> tuple | None:
+        """Jobs with equal keys may share one generate call; None means "always alone"."""
+        req = self.request
+        if req.continue_from is not None or req.seed is not None:
+            return None
+        return ("generate", duration_bucket(req.spec.duration), req.samples)
+
+    def emit(self, event: JobEvent) -> None:
+        # keep the replay history short: only the latest progress event is worth replaying
+        if event.kind == "progress" and self.history and self.history[-1].kind == "progress":
+            self.history[-1] = event
+        else:
+            self.history.append(event)
+        for queue in self.subscribers:
+            queue.put_nowait(event)
+
+
+class JobHandle:
+    """What ``submit`` returns: follow one job (position, events, result) or cancel it."""
+
+    def __init__(self, engine, job: _Job) -> None:
+        self._engine = engine
+        self._job = job
+        self.job_id = job.job_id
+
+    @property
+    def position(self) -> int:
+        """1-based place in the queue; 0 once the job runs (or has finished)."""
+        return self._engine.position(self.job_id) or 0
+
+    @property
+    def state(self) -> str:
+        return self._job.state
+
+    @property
+    def attempts(self) -> int:
+        return self._job.attempts
+
+    def done(self) -> bool:
+        return self._job.finished
+
+    async def events(self) -> AsyncIterator[JobEvent]:
+        """Every event of the job, from the start (replayed), until it finishes."""
+        job = self._job
+        queue: asyncio.Queue[JobEvent] = asyncio.Queue()
+        for event in job.history:
+            queue.put_nowait(event)
+        job.subscribers.append(queue)
+        try:
+            while True:
+                event = await queue.get()
+                yield event
+                if event.kind in _TERMINAL:
+                    return
+        finally:
+            job.subscribers.remove(queue)
+
+    async def result(self) -> list[Track]:
+        """The job's tracks; raises ``JobFailed`` or ``JobCancelled``."""
+        # shield: a caller giving up on waiting must not cancel the job for everyone else
+        return await asyncio.shield(self._job.future)
+
+    async def cancel(self) -> bool:
+        return await self._engine.cancel(self.job_id)

@@ -31,7 +31,6 @@ import logging
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
 
 from engine import metrics
 from engine.broker import make_broker
@@ -44,9 +43,11 @@ from engine.job_types import (
     JobCancelled,
     JobEvent,
     JobFailed,
+    JobHandle,
     JobRequest,
     QueueFull,
     UserLimitReached,
+    _Job,
     duration_bucket,
 )
 from engine.spec import MusicSpec, Track
@@ -67,107 +68,6 @@ __all__ = [
     "resolve_devices",
     "DURATION_BUCKETS",
 ]
-
-_TERMINAL = ("done", "failed", "cancelled")
-
-
-# ---------------------------------------------------------------------------------------------
-# jobs and handles
-
-
-class _Job:
-    __slots__ = (
-        "request", "job_id", "seq", "state", "attempts", "future", "history", "subscribers",
-        "last_position", "deadline", "enqueued_at", "started_at", "finished_at",
-    )  # fmt: skip
-
-    def __init__(self, request: JobRequest, job_id: str, seq: int, loop: asyncio.AbstractEventLoop) -> None:
-        self.request = request
-        self.job_id = job_id
-        self.seq = seq
-        self.state = "queued"
-        self.attempts = 0
-        self.future: asyncio.Future[list[Track]] = loop.create_future()
-        self.history: list[JobEvent] = []
-        self.subscribers: list[asyncio.Queue[JobEvent]] = []
-        self.last_position: int | None = None
-        self.deadline = float("inf")
-        self.enqueued_at = time.monotonic()
-        self.started_at: float | None = None
-        self.finished_at: float | None = None
-
-    @property
-    def user_id(self) -> str:
-        return self.request.user_id
-
-    @property
-    def finished(self) -> bool:
-        return self.state in _TERMINAL
-
-    def batch_key(self) -> tuple | None:
-        """Jobs with equal keys may share one generate call; None means "always alone"."""
-        req = self.request
-        if req.continue_from is not None or req.seed is not None:
-            return None
-        return ("generate", duration_bucket(req.spec.duration), req.samples)
-
-    def emit(self, event: JobEvent) -> None:
-        # keep the replay history short: only the latest progress event is worth replaying
-        if event.kind == "progress" and self.history and self.history[-1].kind == "progress":
-            self.history[-1] = event
-        else:
-            self.history.append(event)
-        for queue in self.subscribers:
-            queue.put_nowait(event)
-
-
-class JobHandle:
-    """What ``submit`` returns: follow one job (position, events, result) or cancel it."""
-
-    def __init__(self, engine: JobEngine, job: _Job) -> None:
-        self._engine = engine
-        self._job = job
-        self.job_id = job.job_id
-
-    @property
-    def position(self) -> int:
-        """1-based place in the queue; 0 once the job runs (or has finished)."""
-        return self._engine.position(self.job_id) or 0
-
-    @property
-    def state(self) -> str:
-        return self._job.state
-
-    @property
-    def attempts(self) -> int:
-        return self._job.attempts
-
-    def done(self) -> bool:
-        return self._job.finished
-
-    async def events(self) -> AsyncIterator[JobEvent]:
-        """Every event of the job, from the start (replayed), until it finishes."""
-        job = self._job
-        queue: asyncio.Queue[JobEvent] = asyncio.Queue()
-        for event in job.history:
-            queue.put_nowait(event)
-        job.subscribers.append(queue)
-        try:
-            while True:
-                event = await queue.get()
-                yield event
-                if event.kind in _TERMINAL:
-                    return
-        finally:
-            job.subscribers.remove(queue)
-
-    async def result(self) -> list[Track]:
-        """The job's tracks; raises ``JobFailed`` or ``JobCancelled``."""
-        # shield: a caller giving up on waiting must not cancel the job for everyone else
-        return await asyncio.shield(self._job.future)
-
-    async def cancel(self) -> bool:
-        return await self._engine.cancel(self.job_id)
 
 
 # ---------------------------------------------------------------------------------------------
