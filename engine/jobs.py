@@ -351,7 +351,14 @@ class JobEngine:
     async def _dispatch_loop(self) -> None:
         """Wait for a ready executor, form the next fair batch for it, hand it over; repeat."""
         while not self._stopping:
-            slot = await self._broker.acquire()
+            try:
+                slot = await self._broker.acquire()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker's server restarting: keep trying
+                log.error("waiting for a ready executor failed: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
             if slot is None:
                 if not self._stopping and not self._broker.available():
                     self._fail_everything_unavailable()
@@ -424,7 +431,8 @@ class JobEngine:
         self._running[id(adoption)] = (adoption, [job])
         watchdog = asyncio.create_task(self._watch_deadlines([job]))
         try:
-            outcome = await adoption.wait(lambda: not job.finished)
+            progress, wanted = self._progress_for([job])
+            outcome = await adoption.wait(wanted, progress)
         finally:
             watchdog.cancel()
             self._running.pop(id(adoption), None)

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 
+from engine import metrics
 from engine.broker.base import BatchItem, BatchProgress, Outcome, Wanted
 from engine.broker.execute import BatchRun, WorkerLost
 from engine.generation.base import MusicBackend
@@ -163,6 +164,7 @@ class InProcessBroker:
             raise
         for worker in self.workers:
             self._idle.put_nowait(LocalSlot(self, worker))
+        metrics.WORKERS.set(len(self.workers))
 
     async def stop(self) -> None:
         self.stopping = True
@@ -181,6 +183,7 @@ class InProcessBroker:
         if slot.lost:
             if slot.worker in self.workers:
                 self.workers.remove(slot.worker)
+            metrics.WORKERS.set(len(self.workers))
             if not self.workers:
                 self._idle.put_nowait(None)  # wake the dispatcher: nothing will ever serve again
             return
