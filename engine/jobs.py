@@ -134,10 +134,15 @@ class JobEngine:
                     "The music engine is shutting down; your request was not finished.", reason="shutdown"
                 ),
             )
-        tasks = [t for t in (self._dispatcher, *self._tasks) if t is not None]
-        for task in tasks:
+        self._broker.closing()  # no new slots; the dispatcher returns within a second
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        tasks = [t for t in (self._dispatcher, *self._tasks) if t is not None]
+        if tasks:
+            # never wait forever: a task cancelled inside a blocking Redis read can hang
+            _, stuck = await asyncio.wait(tasks, timeout=3.0)
+            for task in stuck:
+                task.cancel()
         await self._broker.stop()
         self._tasks.clear()
         self._dispatcher = None

@@ -73,6 +73,9 @@ class Broker(Protocol):
 
     async def start(self) -> None: ...
 
+    def closing(self) -> None:
+        """Stop handing out slots (``acquire`` returns None soon); ``stop`` follows."""
+
     async def stop(self) -> None: ...
 
     async def acquire(self) -> Slot | None:

@@ -166,11 +166,16 @@ class InProcessBroker:
             self._idle.put_nowait(LocalSlot(self, worker))
         metrics.WORKERS.set(len(self.workers))
 
+    def closing(self) -> None:
+        """Hand out no more slots and abort running calls (``stop`` follows)."""
+        if not self.stopping:
+            self.stopping = True
+            for worker in self.workers:
+                worker.abort()
+            self._idle.put_nowait(None)
+
     async def stop(self) -> None:
-        self.stopping = True
-        for worker in self.workers:
-            worker.abort()
-        self._idle.put_nowait(None)
+        self.closing()
         await asyncio.gather(*(w.stop() for w in self.workers), return_exceptions=True)
         self.workers.clear()
 

@@ -140,11 +140,16 @@ class RedisBroker:
             asyncio.create_task(self._watch_workers(), name="broker-workers"),
         ]
 
+    def closing(self) -> None:
+        self.stopping = True
+
     async def stop(self) -> None:
         self.stopping = True
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # the loops notice ``stopping`` within a second; cancelling a blocking read can hang redis-py
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=3.0)
+            for task in stuck:
+                task.cancel()
         try:
             for slot in (self._lent,):
                 if slot is not None and not slot.used:  # hand the token back: that worker is still ready
@@ -274,7 +279,7 @@ class RedisBroker:
                 return
 
     async def _read_results(self) -> None:
-        while True:
+        while not self.stopping:
             try:
                 resp = await self.redis.xreadgroup(
                     FRONTEND_GROUP, self.instance, {self.keys.results: ">"}, count=32, block=1000
@@ -291,7 +296,7 @@ class RedisBroker:
         pubsub = self.redis.pubsub()
         await pubsub.subscribe(self.keys.progress)
         try:
-            while True:
+            while not self.stopping:
                 msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if msg is None or msg.get("type") != "message":
                     continue
@@ -333,7 +338,7 @@ class RedisBroker:
             self._orphans.popitem(last=False)
 
     async def _watch_workers(self) -> None:
-        while True:
+        while not self.stopping:
             await asyncio.sleep(self._heartbeat_seconds())
             try:
                 await self._heartbeat_once()
