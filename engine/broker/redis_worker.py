@@ -288,8 +288,8 @@ class RemoteWorker:
         results = []
         for item in items:
             outcome = outcomes.get(item.job_id) or Outcome("dropped")
-            if item.job_id in self._cancelled and outcome.kind != "done":
-                outcome = Outcome("dropped")
+            if outcome.kind == "dropped" or (item.job_id in self._cancelled and outcome.kind != "done"):
+                continue  # nobody waits for it (cancelled, or finished by another worker)
             results.append((item.job_id, outcome, dict(extra, timing=dict(timing, finished=time.time()))))
         await self._write(entry_id, results)
         self.batches_done += 1
