@@ -204,6 +204,7 @@ class RemoteWorker:
                 min_idle_time=int(self.opt.visibility_timeout * 1000), start_id="0-0", count=1,
             )  # fmt: skip
             entries = [e for e in claimed[1] if e and e[1]]
+            fresh = not entries
             if not entries:
                 await self._announce()
                 resp = await self.redis.xreadgroup(
@@ -215,13 +216,14 @@ class RemoteWorker:
             else:
                 log.warning("worker %s reclaimed batch %s from a silent worker", self.name, entries[0][0])
             for entry_id, fields in entries:
-                await self._handle(entry_id.decode(), fields)
+                await self._handle(entry_id.decode(), fields, fresh=fresh)
 
     async def _deliveries(self, entry_id: str) -> int:
         pending = await self.redis.xpending_range(self.keys.batches, WORKERS_GROUP, entry_id, entry_id, 1)
         return int(pending[0]["times_delivered"]) if pending else 0
 
-    async def _handle(self, entry_id: str, fields: dict) -> None:
+    async def _handle(self, entry_id: str, fields: dict, *, fresh: bool = False) -> None:
+        """Run one batch entry; ``fresh``: first delivery (read with ">"), so no XPENDING round trip."""
         try:
             head, items = decode_batch(fields)
         except WireError as exc:
@@ -231,7 +233,8 @@ class RemoteWorker:
             await self.redis.xdel(self.keys.batches, entry_id)
             return
         while True:
-            deliveries = await self._deliveries(entry_id)
+            deliveries = 1 if fresh else await self._deliveries(entry_id)
+            fresh = False
             if deliveries == 0:
                 return  # acknowledged elsewhere meanwhile
             if deliveries > self.opt.max_attempts:

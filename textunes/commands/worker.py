@@ -16,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="auto", choices=["auto", "musicgen", "arranger"])
     p.add_argument("--model", default=None, help="MusicGen model id or local folder")
     p.add_argument("--dtype", default="auto", help="auto, float16, bfloat16, float32")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the model (CPU devices)")
     p.add_argument("--max-batch", type=int, default=8, help="most tracks per generate call (default 8)")
     p.add_argument("--name", default="", help="worker name in Redis (default host-pid)")
     p.add_argument(
@@ -45,7 +46,8 @@ def _factory(args: argparse.Namespace):
     if args.factory:
         module, _, attr = args.factory.partition(":")
         return getattr(importlib.import_module(module), attr)
-    return functools.partial(load_configured_backend, args.backend, args.model, args.dtype, {})
+    options = {"threads": args.threads} if args.threads else {}
+    return functools.partial(load_configured_backend, args.backend, args.model, args.dtype, options)
 
 
 def run(args: argparse.Namespace) -> int:
