@@ -89,7 +89,7 @@ class EngineConfig:
     # None: TEXTUNES_BROKER from the environment; "" or unset there: batches run in this process.
     # "redis://host:6379/0": batches go to ``textunes worker`` processes through Redis Streams.
     broker_url: str | None = None
-    broker_prefix: str = "textunes"  # Redis key prefix (several bots can share one Redis)
+    broker_prefix: str | None = None  # Redis key prefix; None: TEXTUNES_BROKER_PREFIX or "textunes"
     visibility_timeout: float = 30.0  # Redis: seconds before a silent worker's batch is reclaimed
     result_ttl: float = 900.0  # Redis: seconds a result stays readable for a restarted front end
 

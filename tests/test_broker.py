@@ -68,7 +68,9 @@ class Cluster:
     def engine(self, **config) -> JobEngine:
         config.setdefault("batch_window", 0.05)
         return JobEngine(
-            EngineConfig(broker_url=self.url, broker_prefix=self.prefix, visibility_timeout=VISIBILITY, **config)
+            EngineConfig(
+                broker_url=self.url, broker_prefix=self.prefix, visibility_timeout=VISIBILITY, **config
+            )
         )
 
     async def owner_of_running_batch(self) -> str:
@@ -159,7 +161,9 @@ async def test_round_robin_order_through_redis_matches_the_in_process_engine(clu
     monkeypatch.setenv("SLEEPY_BASE", "0.15")
     monkeypatch.setenv("SLEEPY_PER_ROW", "0")
     monkeypatch.setenv("SLEEPY_LOG", str(tmp_path / "local.jsonl"))
-    config = EngineConfig(backend_factory=make, max_batch=1, per_user_limit=5, batch_window=0.05, broker_url="")
+    config = EngineConfig(
+        backend_factory=make, max_batch=1, per_user_limit=5, batch_window=0.05, broker_url=""
+    )
     async with JobEngine(config) as local:
         await _round_robin_order(local)
     in_process = [c["prompts"][0] for c in read_log(tmp_path / "local.jsonl")]
@@ -329,4 +333,80 @@ async def test_cancel_reaches_a_running_remote_batch(cluster):
         waited = time.monotonic() - t0
         await after.cancel()
     assert waited < 3.0  # the 5-s call was aborted, not run to the end
-    assert [c["kind"] for c in read_log(cluster.log) if "stop me" in c["prompts"]] == ["generate", "cancelled"]
+    assert [c["kind"] for c in read_log(cluster.log) if "stop me" in c["prompts"]] == [
+        "generate",
+        "cancelled",
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# the wire format and the metrics endpoint (no Redis needed)
+
+
+def test_wire_round_trip_is_exact_and_refuses_entries_that_lie_about_their_size():
+    import numpy as np
+
+    from engine.broker.base import BatchItem, Outcome
+    from engine.broker.wire import WireError, decode_batch, decode_result, encode_batch, encode_result
+    from engine.spec import Track
+
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal((2, 4000)) * 1.5).astype(np.float32)  # louder than full scale
+    track = Track(
+        audio, 8000, spec("over the top"), 3, "arranger", "gm", midi=b"MThd...", meta={"gain": np.float32(2)}
+    )
+    fields = {
+        k.encode(): v
+        for k, v in encode_result("j1", Outcome("done", tracks=[track]), {"worker": "w"}).items()
+    }
+    meta, outcome = decode_result(fields)
+    (back,) = outcome.tracks
+    assert meta["worker"] == "w" and outcome.kind == "done"
+    assert np.array_equal(back.audio, audio) and back.midi == b"MThd..." and back.spec == track.spec
+    assert back.meta == {"gain": 2.0}
+
+    request = JobRequest(user_id="u", spec=spec("longer"), continue_from=track, extend_seconds=5)
+    batch = {k.encode(): v for k, v in encode_batch("b1", [BatchItem("j2", request)]).items()}
+    _head, (item,) = decode_batch(batch)
+    assert item.job_id == "j2" and np.array_equal(item.request.continue_from.audio, audio)
+
+    head = json.loads(fields[b"result"])
+    head["tracks"][0]["frames"] = 8000 * 7200  # claims two hours
+    with pytest.raises(WireError):
+        decode_result(dict(fields, **{b"result": json.dumps(head).encode()}))
+    with pytest.raises(WireError):
+        decode_result(dict(fields, **{b"audio:0": fields[b"audio:0"][:-4]}))  # truncated
+    with pytest.raises(WireError):
+        decode_result({b"result": b"{not json"})
+
+
+async def test_metrics_endpoint_reports_queue_batches_latency_and_workers(monkeypatch, tmp_path):
+    import urllib.request
+
+    from tests.redis_server import _free_port
+    from tests.sleepy_backend import make
+
+    port = _free_port()
+    monkeypatch.setenv("TEXTUNES_METRICS_PORT", str(port))
+    monkeypatch.setenv("TEXTUNES_METRICS_ADDR", "127.0.0.1")
+    monkeypatch.setenv("SLEEPY_BASE", "0.05")
+    config = EngineConfig(backend_factory=make, broker_url="", batch_window=0.05, per_user_limit=5)
+    async with JobEngine(config) as engine:
+        handles = [await engine.submit(JobRequest(user_id=f"u{i}", spec=spec(f"m{i}"))) for i in range(3)]
+        for h in handles:
+            await h.result()
+        with pytest.raises(JobCancelled):
+            doomed = await engine.submit(JobRequest(user_id="x", spec=spec("doomed")))
+            await doomed.cancel()
+            await doomed.result()
+        url = f"http://127.0.0.1:{port}/metrics"
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("textunes_"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    assert values["textunes_workers"] == 1.0 and values["textunes_queue_length"] == 0.0
+    assert values["textunes_batch_size_count"] >= 1 and values["textunes_batch_size_sum"] >= 3
+    assert values['textunes_job_latency_seconds_count{state="done"}'] >= 3
+    assert values['textunes_job_latency_seconds_count{state="cancelled"}'] >= 1

@@ -110,7 +110,7 @@ class RedisBroker:
         self.config = config
         self.stats = stats
         self.url = url
-        self.keys = Keys(config.broker_prefix)
+        self.keys = Keys(config.broker_prefix or os.environ.get("TEXTUNES_BROKER_PREFIX") or "textunes")
         self.redis = aioredis.Redis.from_url(url, decode_responses=False, health_check_interval=30)
         self.instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._waiting: dict[str, asyncio.Future[Outcome]] = {}

@@ -140,7 +140,9 @@ def _track_from(head: dict, fields: dict[bytes, bytes], audio_field: str) -> Tra
     if midi is not None and len(midi) > MAX_FIELD_BYTES:
         raise WireError("oversized MIDI")
     return Track(
-        audio=decode_audio(fields.get(audio_field.encode()), rate, int(head["channels"]), int(head["frames"])),
+        audio=decode_audio(
+            fields.get(audio_field.encode()), rate, int(head["channels"]), int(head["frames"])
+        ),
         sample_rate=rate,
         spec=spec_from_json(head["spec"]),
         seed=int(head["seed"]),
