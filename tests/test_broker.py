@@ -373,9 +373,9 @@ def test_wire_round_trip_is_exact_and_refuses_entries_that_lie_about_their_size(
     head = json.loads(fields[b"result"])
     head["tracks"][0]["frames"] = 8000 * 7200  # claims two hours
     with pytest.raises(WireError):
-        decode_result(dict(fields, **{b"result": json.dumps(head).encode()}))
+        decode_result({**fields, b"result": json.dumps(head).encode()})
     with pytest.raises(WireError):
-        decode_result(dict(fields, **{b"audio:0": fields[b"audio:0"][:-4]}))  # truncated
+        decode_result({**fields, b"audio:0": fields[b"audio:0"][:-4]})  # truncated
     with pytest.raises(WireError):
         decode_result({b"result": b"{not json"})
 
