@@ -325,6 +325,9 @@ class RedisBroker:
             pipe.zrange(self.keys.workers, 0, -1)
             _, _, info, alive = await pipe.execute()
         names = {n.decode() for n in alive}
+        gone = [name for name in info if name.decode() not in names]
+        if gone:  # killed workers never said goodbye
+            await self.redis.hdel(self.keys.worker_info, *gone)
         self._workers = {}
         for name, raw in info.items():
             if name.decode() in names:

@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from engine import metrics
 from engine.broker.base import BatchItem, Outcome, gave_up
@@ -106,7 +107,6 @@ class RemoteWorker:
             "pid": os.getpid(),
         }
         await self._beat()
-        await self.redis.hset(self.keys.worker_info, self.name, dumps(self.info))
         metrics.WORKERS.set(1)
         log.info("worker %s ready: %s on %s, batch <= %d, broker %s", self.name, info.name,
                  self.device_worker.device, self.max_batch, redacted(self.opt.url))  # fmt: skip
@@ -156,7 +156,10 @@ class RemoteWorker:
     # -- heartbeat and claims ------------------------------------------------------------------
 
     async def _beat(self) -> None:
-        await self.redis.zadd(self.keys.workers, {self.name: time.time()})
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys.worker_info, self.name, dumps(self.info))  # again: a front end may prune it
+            pipe.zadd(self.keys.workers, {self.name: time.time()})
+            await pipe.execute()
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -197,26 +200,37 @@ class RemoteWorker:
     # -- serving -------------------------------------------------------------------------------
 
     async def _serve(self) -> None:
-        block_ms = int(max(100, min(1000, self.opt.visibility_timeout * 500)))
         while not self.draining:
-            claimed = await self.redis.xautoclaim(
-                self.keys.batches, WORKERS_GROUP, self.name,
-                min_idle_time=int(self.opt.visibility_timeout * 1000), start_id="0-0", count=1,
-            )  # fmt: skip
-            entries = [e for e in claimed[1] if e and e[1]]
-            fresh = not entries
-            if not entries:
-                await self._announce()
-                resp = await self.redis.xreadgroup(
-                    WORKERS_GROUP, self.name, {self.keys.batches: ">"}, count=1, block=block_ms
-                )
-                entries = [e for _s, es in resp or [] for e in es if e[1]]
-                if entries:
-                    self._token = None  # our token was used for this batch
-            else:
-                log.warning("worker %s reclaimed batch %s from a silent worker", self.name, entries[0][0])
-            for entry_id, fields in entries:
-                await self._handle(entry_id.decode(), fields, fresh=fresh)
+            try:
+                entries, fresh = await self._next_entries()
+                for entry_id, fields in entries:
+                    await self._handle(entry_id.decode(), fields, fresh=fresh)
+            except (RedisError, OSError) as exc:
+                # Redis restarting: an unfinished batch stays pending and is reclaimed after the
+                # visibility timeout (by us or another worker)
+                log.error("worker %s lost Redis (%s); retrying in 1 s", self.name, exc)
+                await asyncio.sleep(1.0)
+
+    async def _next_entries(self) -> tuple[list, bool]:
+        """A silent worker's batch past the visibility timeout, else one new batch (after saying we
+        are ready); and whether it is a first delivery."""
+        claimed = await self.redis.xautoclaim(
+            self.keys.batches, WORKERS_GROUP, self.name,
+            min_idle_time=int(self.opt.visibility_timeout * 1000), start_id="0-0", count=1,
+        )  # fmt: skip
+        entries = [e for e in claimed[1] if e and e[1]]
+        if entries:
+            log.warning("worker %s reclaimed batch %s from a silent worker", self.name, entries[0][0])
+            return entries, False
+        await self._announce()
+        block_ms = int(max(100, min(1000, self.opt.visibility_timeout * 500)))
+        resp = await self.redis.xreadgroup(
+            WORKERS_GROUP, self.name, {self.keys.batches: ">"}, count=1, block=block_ms
+        )
+        entries = [e for _s, es in resp or [] for e in es if e[1]]
+        if entries:
+            self._token = None  # our token was used for this batch
+        return entries, True
 
     async def _deliveries(self, entry_id: str) -> int:
         pending = await self.redis.xpending_range(self.keys.batches, WORKERS_GROUP, entry_id, entry_id, 1)
