@@ -1,4 +1,4 @@
-"""The job engine: a fair, bounded queue in front of one model per device, with micro-batching.
+"""The job engine's scheduler: a fair, bounded queue that forms micro-batches for ready executors.
 
     engine = JobEngine(EngineConfig(backend="auto"))
     await engine.start()
@@ -9,48 +9,48 @@
 
 Design (vLLM-like, at the granularity MusicGen allows):
 
-* One engine per process; one worker per device owns the model (``engine.worker``). The event loop
-  only schedules: model work runs on a worker thread or in a worker process, so Discord's heartbeat
-  and 3-second interaction deadline never wait on a decoder step.
+* The scheduler is separate from the executor. A broker (``engine.broker``) hands out *slots*:
+  executors that are ready for one batch. In process (the default) a slot is one device worker
+  (``engine.worker``: a thread or a child process owning the model); with ``TEXTUNES_BROKER=redis://``
+  a slot is a remote ``textunes worker`` that announced it is ready.
 * Requests wait in a bounded queue ordered round-robin across users (the user served longest ago
   goes first), so one user's burst cannot starve everyone else. Per-user limits are enforced here.
-* When a worker frees up, the next job in fair order is taken together with every *compatible* job
-  waiting (same duration bucket and samples, no fixed seed, no continuation) up to ``max_batch``
-  tracks, and the whole group runs as ONE ``backend.generate`` call: a decoder step costs about the
-  same for 1 or 8 rows on a memory-bound device, so batching multiplies throughput.
-* Faults stay local: out-of-memory splits the batch in halves until it fits (only a job that cannot
-  fit alone fails); a crashed worker is restarted and its jobs requeued (bounded attempts); a model
-  error fails that batch only; a job running longer than ``job_timeout`` fails and is aborted.
+* A batch is formed only when a slot is ready: the next job in fair order is taken together with
+  every *compatible* job waiting (same duration bucket and samples, no fixed seed, no continuation)
+  up to the slot's ``max_batch`` tracks, and the whole group runs as ONE ``backend.generate`` call.
+* Faults stay local (``engine.broker.execute``): out-of-memory splits the batch in halves; a
+  crashed worker is restarted and its jobs requeued (bounded attempts); a model error fails that
+  batch only; a job running longer than ``job_timeout`` fails and its call is aborted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import logging
-import os
-import shutil
-import subprocess
-import sys
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 
-from engine.errors import BackendUnavailable, TexTuneSError, UserInputError
-from engine.generation.base import GenerationCancelled, MusicBackend
-from engine.spec import MusicSpec, Track
-from engine.worker import (
-    BackendFactory,
-    Call,
-    ModelError,
-    OutOfMemory,
-    ProcessWorker,
-    ThreadWorker,
-    WorkerCrashed,
+from engine import metrics
+from engine.broker import make_broker
+from engine.broker.base import BatchItem, Outcome
+from engine.broker.local import resolve_devices
+from engine.errors import BackendUnavailable, UserInputError
+from engine.job_types import (
+    DURATION_BUCKETS,
+    EngineConfig,
+    JobCancelled,
+    JobEvent,
+    JobFailed,
+    JobHandle,
+    JobRequest,
+    QueueFull,
+    UserLimitReached,
+    _Job,
+    duration_bucket,
 )
+from engine.spec import MusicSpec, Track
 
 log = logging.getLogger("textunes.engine")
 
@@ -64,252 +64,10 @@ __all__ = [
     "JobRequest",
     "QueueFull",
     "UserLimitReached",
+    "duration_bucket",
+    "resolve_devices",
+    "DURATION_BUCKETS",
 ]
-
-# Requests are batched only with others of the same bucket: a batch decodes as long as its longest
-# member, so mixing a 5 s and a 60 s request would make the short one pay for the long one.
-DURATION_BUCKETS = (5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0)
-_TERMINAL = ("done", "failed", "cancelled")
-
-
-# ---------------------------------------------------------------------------------------------
-# public types
-
-
-class QueueFull(UserInputError):
-    """The queue holds ``max_queue`` jobs already."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"The queue is full ({limit} jobs). Try again in a few minutes.")
-        self.limit = limit
-
-
-class UserLimitReached(UserInputError):
-    """The user already has ``per_user_limit`` jobs queued or running."""
-
-    def __init__(self, limit: int) -> None:
-        noun = "request" if limit == 1 else "requests"
-        super().__init__(
-            f"You already have {limit} music {noun} in progress. "
-            "Wait for one to finish (or cancel it) and try again."
-        )
-        self.limit = limit
-
-
-class JobFailed(TexTuneSError):
-    """A job could not be finished. ``str(err)`` is a friendly reason; ``reason`` a short code.
-
-    Codes: ``oom`` (too big for the device), ``crash`` (model error), ``worker_lost`` (the worker died
-    too often), ``timeout``, ``shutdown``, ``unavailable`` (no worker left).
-    """
-
-    def __init__(self, message: str, *, reason: str, detail: str = "") -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.detail = detail  # technical detail for logs, never shown to users
-
-
-class JobCancelled(TexTuneSError):
-    """The job was cancelled (by its owner or an admin) before it finished."""
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    user_id: str
-    spec: MusicSpec
-    samples: int = 1
-    seed: int | None = None  # None: batchable; a fixed seed runs alone so it stays reproducible
-    guild_id: str | None = None
-    job_id: str | None = None
-    continue_from: Track | None = None
-    extend_seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class JobEvent:
-    kind: str  # "queued" | "started" | "progress" | "done" | "failed" | "cancelled"
-    position: int | None = None  # 1-based queue place for "queued", 0 once running
-    percent: float | None = None  # 0..100 for "progress" (and 100 for "done")
-    message: str | None = None  # friendly text for "failed" / "cancelled"
-
-
-@dataclass
-class EngineConfig:
-    backend: str = "auto"  # "auto" | "musicgen" | "arranger"
-    model: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    max_queue: int = 50  # queued (not running) jobs
-    per_user_limit: int = 2  # queued + running jobs per user
-    max_batch: int = 8  # tracks per generate call (a request's samples count)
-    job_timeout: float = 600.0  # seconds a job may run (queue time excluded)
-    # "auto": one worker per CUDA device when several are visible and device is "auto"/"cuda",
-    # else one worker on ``device``. Or an explicit list such as ["cuda:0", "cuda:1"].
-    devices: str | Sequence[str] = "auto"
-    worker: str = "thread"  # "thread" (backend in this process) or "process" (spawned child)
-    max_attempts: int = 3  # starts per job before a crashing worker makes it fail
-    batch_window: float = 0.05  # seconds an idle worker waits for more requests to batch
-    max_samples: int = 8
-    generation_params: dict = field(default_factory=dict)  # set_generation_params(**) after loading
-    backend_options: dict = field(default_factory=dict)  # load_backend(**): kv_cache, threads, max_batch
-    # (device) -> backend, instead of load_backend(backend, model, device, dtype). Process mode
-    # pickles it: use a module-level function or functools.partial of one.
-    backend_factory: BackendFactory | None = None
-    load_timeout: float = 900.0  # process mode: seconds a child may take to load its model
-    abort_grace: float = 10.0  # process mode: seconds an aborted child gets before it is killed
-
-
-def _load_configured_backend(
-    name: str, model: str | None, dtype: str, options: dict, device: str
-) -> MusicBackend:
-    from engine.generation import load_backend
-
-    return load_backend(name, model=model, device=device, dtype=dtype, **options)
-
-
-def _cuda_device_count(import_torch: bool) -> int:
-    """How many CUDA devices are visible; in process mode without importing torch here."""
-    torch = sys.modules.get("torch")
-    if torch is None and import_torch:
-        import torch
-    if torch is not None:
-        return torch.cuda.device_count() if torch.cuda.is_available() else 0
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return 0
-    try:
-        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
-
-
-def resolve_devices(config: EngineConfig) -> list[str]:
-    if not isinstance(config.devices, str):
-        devices = [str(d) for d in config.devices]
-        if not devices:
-            raise ValueError("EngineConfig.devices is an empty list")
-        return devices
-    if config.devices != "auto":
-        return [config.devices]
-    if config.backend == "arranger" and config.worker == "process":
-        # the arranger is CPU-bound in a renderer that holds the GIL: one child process per core
-        # (up to 4) renders in parallel; threads would just take turns
-        return ["cpu"] * max(1, min(os.cpu_count() or 1, 4))
-    if config.device in ("auto", "cuda") and config.backend != "arranger":
-        count = _cuda_device_count(import_torch=config.worker == "thread")
-        if count > 1:
-            return [f"cuda:{i}" for i in range(count)]
-    return [config.device]
-
-
-def duration_bucket(seconds: float) -> float:
-    for bucket in DURATION_BUCKETS:
-        if seconds <= bucket:
-            return bucket
-    return float(seconds)
-
-
-# ---------------------------------------------------------------------------------------------
-# jobs and handles
-
-
-class _Job:
-    __slots__ = (
-        "request", "job_id", "seq", "state", "attempts", "future", "history", "subscribers",
-        "last_position", "deadline", "enqueued_at", "started_at", "finished_at",
-    )  # fmt: skip
-
-    def __init__(self, request: JobRequest, job_id: str, seq: int, loop: asyncio.AbstractEventLoop) -> None:
-        self.request = request
-        self.job_id = job_id
-        self.seq = seq
-        self.state = "queued"
-        self.attempts = 0
-        self.future: asyncio.Future[list[Track]] = loop.create_future()
-        self.history: list[JobEvent] = []
-        self.subscribers: list[asyncio.Queue[JobEvent]] = []
-        self.last_position: int | None = None
-        self.deadline = float("inf")
-        self.enqueued_at = time.monotonic()
-        self.started_at: float | None = None
-        self.finished_at: float | None = None
-
-    @property
-    def user_id(self) -> str:
-        return self.request.user_id
-
-    @property
-    def finished(self) -> bool:
-        return self.state in _TERMINAL
-
-    def batch_key(self) -> tuple | None:
-        """Jobs with equal keys may share one generate call; None means "always alone"."""
-        req = self.request
-        if req.continue_from is not None or req.seed is not None:
-            return None
-        return ("generate", duration_bucket(req.spec.duration), req.samples)
-
-    def emit(self, event: JobEvent) -> None:
-        # keep the replay history short: only the latest progress event is worth replaying
-        if event.kind == "progress" and self.history and self.history[-1].kind == "progress":
-            self.history[-1] = event
-        else:
-            self.history.append(event)
-        for queue in self.subscribers:
-            queue.put_nowait(event)
-
-
-class JobHandle:
-    """What ``submit`` returns: follow one job (position, events, result) or cancel it."""
-
-    def __init__(self, engine: JobEngine, job: _Job) -> None:
-        self._engine = engine
-        self._job = job
-        self.job_id = job.job_id
-
-    @property
-    def position(self) -> int:
-        """1-based place in the queue; 0 once the job runs (or has finished)."""
-        return self._engine.position(self.job_id) or 0
-
-    @property
-    def state(self) -> str:
-        return self._job.state
-
-    @property
-    def attempts(self) -> int:
-        return self._job.attempts
-
-    def done(self) -> bool:
-        return self._job.finished
-
-    async def events(self) -> AsyncIterator[JobEvent]:
-        """Every event of the job, from the start (replayed), until it finishes."""
-        job = self._job
-        queue: asyncio.Queue[JobEvent] = asyncio.Queue()
-        for event in job.history:
-            queue.put_nowait(event)
-        job.subscribers.append(queue)
-        try:
-            while True:
-                event = await queue.get()
-                yield event
-                if event.kind in _TERMINAL:
-                    return
-        finally:
-            job.subscribers.remove(queue)
-
-    async def result(self) -> list[Track]:
-        """The job's tracks; raises ``JobFailed`` or ``JobCancelled``."""
-        # shield: a caller giving up on waiting must not cancel the job for everyone else
-        return await asyncio.shield(self._job.future)
-
-    async def cancel(self) -> bool:
-        return await self._engine.cancel(self.job_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,9 +84,10 @@ class JobEngine:
         self._last_served: OrderedDict[str, int] = OrderedDict()  # user -> service counter
         self._serve_counter = itertools.count(1)
         self._seq = itertools.count(1)
-        self._workers: list[ThreadWorker | ProcessWorker] = []
-        self._running: dict[int, list[_Job]] = {}  # id(worker) -> jobs of its current call
-        self._loops: list[asyncio.Task] = []
+        self._broker = None
+        self._running: dict[int, tuple[object, list[_Job]]] = {}  # id(slot) -> (slot, its jobs)
+        self._tasks: set[asyncio.Task] = set()
+        self._dispatcher: asyncio.Task | None = None
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
@@ -349,33 +108,13 @@ class JobEngine:
             return
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
-        cfg = self.config
-        factory = cfg.backend_factory or functools.partial(
-            _load_configured_backend, cfg.backend, cfg.model, cfg.dtype, dict(cfg.backend_options)
-        )
-        for device in resolve_devices(cfg):
-            if cfg.worker == "process":
-                worker = ProcessWorker(
-                    device,
-                    factory,
-                    cfg.generation_params,
-                    load_timeout=cfg.load_timeout,
-                    abort_grace=cfg.abort_grace,
-                )
-            else:
-                worker = ThreadWorker(device, factory, cfg.generation_params)
-            self._workers.append(worker)
-        try:
-            await asyncio.gather(*(w.start() for w in self._workers))
-        except BaseException:
-            await asyncio.gather(*(w.stop() for w in self._workers), return_exceptions=True)
-            self._workers.clear()
-            raise
+        broker = make_broker(self.config, self.stats)
+        await broker.start()
+        self._broker = broker
         self._started = True
         self._stopping = False
-        self._loops = [
-            asyncio.create_task(self._device_loop(w), name=f"engine-{w.device}") for w in self._workers
-        ]
+        self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="engine-dispatch")
+        metrics.serve_from_env()
         log.info("job engine ready: %s", self.describe())
 
     async def stop(self, *, drain: bool = False) -> None:
@@ -395,14 +134,18 @@ class JobEngine:
                     "The music engine is shutting down; your request was not finished.", reason="shutdown"
                 ),
             )
-        for worker in self._workers:
-            worker.abort()
-        for task in self._loops:
+        self._broker.closing()  # no new slots; the dispatcher returns within a second
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
-        await asyncio.gather(*(w.stop() for w in self._workers), return_exceptions=True)
-        self._loops.clear()
-        self._workers.clear()
+        tasks = [t for t in (self._dispatcher, *self._tasks) if t is not None]
+        if tasks:
+            # never wait forever: a task cancelled inside a blocking Redis read can hang
+            _, stuck = await asyncio.wait(tasks, timeout=3.0)
+            for task in stuck:
+                task.cancel()
+        await self._broker.stop()
+        self._tasks.clear()
+        self._dispatcher = None
         self._started = False
 
     async def __aenter__(self) -> JobEngine:
@@ -414,36 +157,42 @@ class JobEngine:
 
     # -- info -----------------------------------------------------------------------------------
 
+    def _info(self) -> dict:
+        return self._broker.describe() if self._broker is not None else {}
+
+    @property
+    def broker_kind(self) -> str:
+        return self._broker.kind if self._broker is not None else "inprocess"
+
     @property
     def backend_name(self) -> str:
-        return self._workers[0].info.name if self._workers and self._workers[0].info else self.config.backend
+        return self._info().get("backend") or self.config.backend
 
     @property
     def model_id(self) -> str:
-        return (
-            self._workers[0].info.model_id
-            if self._workers and self._workers[0].info
-            else (self.config.model or "")
-        )
+        return self._info().get("model") or (self.config.model or "")
 
     @property
     def sample_rate(self) -> int | None:
-        return self._workers[0].info.sample_rate if self._workers and self._workers[0].info else None
+        return self._info().get("sample_rate")
 
     @property
     def devices(self) -> list[str]:
-        return [w.device for w in self._workers]
+        return list(self._info().get("devices", []))
 
     def worker_pids(self) -> list[int | None]:
         """Process ids of the worker children (process mode); for monitoring and fault injection."""
-        return [w.pid for w in self._workers]
+        return self._broker.pids() if self._broker is not None else []
+
+    def _batch_limit(self) -> int:
+        return max(1, min(self.config.max_batch, self._info().get("max_batch") or self.config.max_batch))
 
     def describe(self) -> str:
-        devices = ", ".join(self.devices) or "no device"
+        info = self._info()
+        devices = ", ".join(info.get("devices", [])) or "no device"
         return (
-            f"{self.backend_name} ({self.model_id}) on {devices}, {self.config.worker} worker"
-            f"{'s' if len(self._workers) > 1 else ''}, batch ≤ {self._batch_limit()}, "
-            f"queue {self.queue_length()}/{self.config.max_queue}"
+            f"{self.backend_name} ({self.model_id}) on {devices}, {info.get('where', '')}, "
+            f"batch ≤ {self._batch_limit()}, queue {self.queue_length()}/{self.config.max_queue}"
         )
 
     def queue_length(self) -> int:
@@ -473,7 +222,7 @@ class JobEngine:
     async def submit(self, request: JobRequest) -> JobHandle:
         if not self._started or self._stopping:
             raise BackendUnavailable("The music engine is not running right now. Try again in a minute.")
-        if not self._workers:
+        if not self._broker.available():
             raise BackendUnavailable("The music engine has no working device left. An admin must restart it.")
         cfg = self.config
         if not isinstance(request.spec, MusicSpec):
@@ -485,13 +234,22 @@ class JobEngine:
         # the user's own limit first: it tells them what they can do about it
         if len(self.jobs_of(request.user_id)) >= cfg.per_user_limit:
             raise UserLimitReached(cfg.per_user_limit)
-        if self.queue_length() >= cfg.max_queue:
-            raise QueueFull(cfg.max_queue)
         job_id = request.job_id or uuid.uuid4().hex[:12]
         if job_id in self._jobs:
             raise ValueError(f"job {job_id} is already queued or running")
+        # a job still running (or finished) on a worker from before a restart is followed, not redone
+        adoption = await self._broker.adopt(job_id) if request.job_id else None
+        if adoption is None and self.queue_length() >= cfg.max_queue:
+            raise QueueFull(cfg.max_queue)
+        if job_id in self._jobs:  # submitted again while we asked the broker
+            raise ValueError(f"job {job_id} is already queued or running")
         job = _Job(request, job_id, next(self._seq), self._loop)
         self._jobs[job_id] = job
+        if adoption is not None:
+            log.info("job %s adopted: it is still running on a worker (or its result is waiting)", job_id)
+            self._start_jobs([job])
+            self._spawn(self._follow_adopted(job, adoption))
+            return JobHandle(self, job)
         self._queues.setdefault(request.user_id, deque()).append(job)
         self._publish_positions()
         self._wakeup.set()
@@ -529,14 +287,6 @@ class JobEngine:
                 return order
             order.extend(layer)
             depth += 1
-
-    def _batch_limit(self, worker=None) -> int:
-        limit = self.config.max_batch
-        workers = [worker] if worker is not None else self._workers
-        for w in workers:
-            if w.info is not None:
-                limit = min(limit, w.info.max_batch)
-        return max(1, limit)
 
     def _select(self, limit: int) -> list[_Job]:
         """The next job in fair order plus compatible queued jobs, up to ``limit`` tracks."""
@@ -576,11 +326,12 @@ class JobEngine:
             if job.last_position != place:
                 job.last_position = place
                 job.emit(JobEvent("queued", position=place))
+        metrics.QUEUE_LENGTH.set(self.queue_length())
 
-    async def _next_batch(self, worker) -> list[_Job] | None:
+    async def _next_batch(self, limit: int) -> list[_Job] | None:
+        limit = max(1, min(limit, self.config.max_batch))
         while not self._stopping:
             if self._queues:
-                limit = self._batch_limit(worker)
                 chosen = self._select(limit)
                 tracks = sum(j.request.samples for j in chosen)
                 # requests of a burst arrive a few ms apart: a short wait (counted from the head
@@ -602,41 +353,36 @@ class JobEngine:
             await self._wakeup.wait()
         return None
 
-    async def _device_loop(self, worker) -> None:
+    async def _dispatch_loop(self) -> None:
+        """Wait for a ready executor, form the next fair batch for it, hand it over; repeat."""
         while not self._stopping:
-            jobs = await self._next_batch(worker)
-            if not jobs:
-                return
             try:
-                await self._execute(worker, jobs)
+                slot = await self._broker.acquire()
             except asyncio.CancelledError:
                 raise
-            except _WorkerLost:
-                log.error("worker on %s could not be restarted; it stops serving", worker.device)
-                self._workers.remove(worker)
-                if not self._workers:
-                    for job in list(self._jobs.values()):
-                        self._finish_failed(
-                            job,
-                            JobFailed(
-                                "The music engine lost its last device and cannot make music right now. "
-                                "Please tell the bot admin.",
-                                reason="unavailable",
-                            ),
-                        )
+            except Exception as exc:  # the broker's server restarting: keep trying
+                log.error("waiting for a ready executor failed: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            if slot is None:
+                if not self._stopping and not self._broker.available():
+                    self._fail_everything_unavailable()
                 return
-            except Exception:  # a scheduler bug must not silently kill a device loop
-                log.exception("unexpected error while running a batch on %s", worker.device)
-                for job in jobs:
-                    self._finish_failed(
-                        job,
-                        JobFailed(
-                            "Something went wrong inside the music engine. Please try again.", reason="crash"
-                        ),
-                    )
+            jobs = await self._next_batch(slot.max_batch)
+            if not jobs:
+                self._broker.release(slot)
+                return
+            self._start_jobs(jobs)
+            self._spawn(self._execute(slot, jobs))
 
-    async def _execute(self, worker, jobs: list[_Job]) -> None:
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _start_jobs(self, jobs: list[_Job]) -> None:
         now = time.monotonic()
+        metrics.BATCH_SIZE.observe(len(jobs))
         for job in jobs:
             job.state = "running"
             job.attempts += 1
@@ -644,95 +390,83 @@ class JobEngine:
             job.deadline = now + self.config.job_timeout
             job.last_position = 0
             job.emit(JobEvent("started", position=0, percent=0.0))
-        watchdog = asyncio.create_task(self._watch_deadlines(jobs))
-        try:
-            await self._run_split(worker, jobs)
-        finally:
-            watchdog.cancel()
-            self._running.pop(id(worker), None)
+        metrics.RUNNING_JOBS.set(sum(1 for j in self._jobs.values() if j.state == "running"))
 
-    async def _run_split(self, worker, jobs: list[_Job]) -> None:
-        """Run ``jobs`` as one call; on out-of-memory retry each half separately."""
-        live = [j for j in jobs if not j.finished]
-        if not live:
-            return
-        call = _build_call(live)
-        self._running[id(worker)] = live
-        self.stats["calls"] += 1
-        self.stats["batched_jobs"] += len(live)
+    def _progress_for(self, jobs: list[_Job]):
+        by_id = {j.job_id: j for j in jobs}
 
-        def on_progress(done: int, total: int) -> None:  # event-loop thread
-            percent = round(100.0 * done / total, 1) if total else 0.0
-            for job in live:
-                if not job.finished:
+        def progress(job_ids: list[str], percent: float) -> None:
+            for job_id in job_ids:
+                job = by_id.get(job_id)
+                if job is not None and not job.finished:
                     job.emit(JobEvent("progress", position=0, percent=percent))
 
+        def wanted(job_id: str) -> bool:
+            job = by_id.get(job_id)
+            return job is not None and not job.finished
+
+        return progress, wanted
+
+    async def _execute(self, slot, jobs: list[_Job]) -> None:
+        progress, wanted = self._progress_for(jobs)
+        self._running[id(slot)] = (slot, jobs)
+        watchdog = asyncio.create_task(self._watch_deadlines(jobs))
+        outcomes: dict[str, Outcome] = {}
         try:
-            tracks = await worker.run(call, on_progress)
-        except OutOfMemory as exc:
-            if len(live) > 1:
-                self.stats["oom_splits"] += 1
-                half = len(live) // 2
-                log.warning("out of memory with %d jobs on %s; retrying in halves", len(live), worker.device)
-                await self._run_split(worker, live[:half])
-                await self._run_split(worker, live[half:])
-                return
-            job = live[0]
+            outcomes = await slot.execute([BatchItem(j.job_id, j.request) for j in jobs], progress, wanted)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a scheduler or broker bug must not leave jobs hanging
+            log.exception("unexpected error while running a batch on %s", slot.name)
+            for job in jobs:
+                self._finish_failed(
+                    job,
+                    JobFailed(
+                        "Something went wrong inside the music engine. Please try again.", reason="crash"
+                    ),
+                )
+        finally:
+            watchdog.cancel()
+            self._running.pop(id(slot), None)
+        self._apply(jobs, outcomes)
+        self._broker.release(slot)
+
+    async def _follow_adopted(self, job: _Job, adoption) -> None:
+        """Wait for the outcome of a job adopted from a worker (after a front-end restart)."""
+        self._running[id(adoption)] = (adoption, [job])
+        watchdog = asyncio.create_task(self._watch_deadlines([job]))
+        try:
+            progress, wanted = self._progress_for([job])
+            outcome = await adoption.wait(wanted, progress)
+        finally:
+            watchdog.cancel()
+            self._running.pop(id(adoption), None)
+        self._apply([job], {job.job_id: outcome} if outcome is not None else {})
+
+    def _apply(self, jobs: list[_Job], outcomes: dict[str, Outcome]) -> None:
+        for job in jobs:
+            if job.finished:
+                continue
+            outcome = outcomes.get(job.job_id) or Outcome("retry", detail="the executor returned nothing")
+            if outcome.kind == "done":
+                self._finish(job, "done", tracks=outcome.tracks)
+            elif outcome.kind == "failed":
+                self._finish_failed(
+                    job, JobFailed(outcome.message, reason=outcome.reason, detail=outcome.detail)
+                )
+            else:  # "retry", or "dropped" for a job we still want: it did not run to the end
+                self._requeue_or_fail(job, outcome.detail or "the job was interrupted")
+
+    def _fail_everything_unavailable(self) -> None:
+        for job in list(self._jobs.values()):
             self._finish_failed(
                 job,
                 JobFailed(
-                    f"This request is too big for the music device's memory "
-                    f"({job.request.samples} × {job.request.spec.duration:g} s). "
-                    "Try a shorter duration or fewer samples.",
-                    reason="oom",
-                    detail=str(exc),
+                    "The music engine lost its last device and cannot make music right now. "
+                    "Please tell the bot admin.",
+                    reason="unavailable",
                 ),
             )
-            return
-        except GenerationCancelled:
-            # we abort only calls nobody wants any more; anything still open was requeued/failed
-            for job in live:
-                if not job.finished:
-                    self._requeue_or_fail(job, "the generation was interrupted")
-            return
-        except WorkerCrashed as exc:
-            log.error("worker on %s crashed: %s; restarting it", worker.device, exc)
-            for job in live:
-                if not job.finished:
-                    self._requeue_or_fail(job, str(exc))
-            await self._restart(worker)
-            return
-        except ModelError as exc:
-            log.error("model error on %s: %s", worker.device, exc)
-            for job in live:
-                self._finish_failed(
-                    job,
-                    JobFailed(
-                        "The music model failed while making this track. It was not your input; "
-                        "please try again, and tell the bot admin if it keeps happening.",
-                        reason="crash",
-                        detail=str(exc),
-                    ),
-                )
-            return
-        self.stats["tracks"] += len(tracks)
-        if len(tracks) != call.tracks_out:
-            for job in live:
-                self._finish_failed(
-                    job,
-                    JobFailed(
-                        "The music model returned an unexpected result. Please try again.",
-                        reason="crash",
-                        detail=f"expected {call.tracks_out} tracks, got {len(tracks)}",
-                    ),
-                )
-            return
-        at = 0
-        for job in live:
-            count = 1 if job.request.continue_from is not None else job.request.samples
-            mine, at = tracks[at : at + count], at + count
-            if not job.finished:  # a job cancelled mid-batch just drops its tracks
-                self._finish(job, "done", tracks=mine)
 
     def _requeue_or_fail(self, job: _Job, why: str) -> None:
         if job.attempts >= self.config.max_attempts:
@@ -756,27 +490,11 @@ class JobEngine:
         self._publish_positions()
         self._wakeup.set()
 
-    async def _restart(self, worker) -> None:
-        self.stats["restarts"] += 1
-        delay = 0.5
-        for attempt in range(1, 4):
-            if self._stopping:
-                return
-            try:
-                await worker.restart()
-                log.info("worker on %s restarted (attempt %d)", worker.device, attempt)
-                return
-            except Exception as exc:
-                log.error("restarting worker on %s failed: %s", worker.device, exc)
-                await asyncio.sleep(delay)
-                delay *= 4
-        raise _WorkerLost(worker.device)
-
     def _abort_if_unwanted(self) -> None:
-        for worker in self._workers:
-            running = self._running.get(id(worker))
-            if running and all(j.finished for j in running):
-                worker.abort()
+        for slot, jobs in list(self._running.values()):
+            gone = [j.job_id for j in jobs if j.finished]
+            if gone:
+                slot.unwanted(gone)
 
     async def _watch_deadlines(self, jobs: list[_Job]) -> None:
         while True:
@@ -814,21 +532,14 @@ class JobEngine:
         job.state = state
         job.finished_at = time.monotonic()
         self._jobs.pop(job.job_id, None)
+        metrics.JOB_LATENCY.labels(state).observe(job.finished_at - job.enqueued_at)
+        metrics.RUNNING_JOBS.set(sum(1 for j in self._jobs.values() if j.state == "running"))
         if state == "done":
             job.future.set_result(list(tracks or []))
             job.emit(JobEvent("done", position=0, percent=100.0))
         else:
+            if isinstance(error, JobFailed):
+                metrics.JOB_FAILURES.labels(error.reason).inc()
             job.future.set_exception(error)
             job.future.exception()  # mark retrieved: nobody awaiting the result is not an error
             job.emit(JobEvent(state, message=str(error)))
-
-
-class _WorkerLost(Exception):
-    """A worker could not be restarted; its device loop ends."""
-
-
-def _build_call(jobs: list[_Job]) -> Call:
-    first = jobs[0].request
-    if first.continue_from is not None:
-        return Call(continue_from=first.continue_from, extend_seconds=first.extend_seconds)
-    return Call(specs=[j.request.spec for j in jobs], samples=first.samples, seed=first.seed)

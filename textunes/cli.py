@@ -12,7 +12,7 @@ import sys
 
 from engine.errors import UserInputError
 
-COMMANDS = ("generate", "categories", "analyze", "bot")
+COMMANDS = ("generate", "categories", "analyze", "bot", "worker")
 
 
 def build_parser() -> argparse.ArgumentParser:

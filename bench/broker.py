@@ -1,0 +1,209 @@
+"""Benchmark: the in-process engine vs the Redis broker with 1, 2 and 4 ``textunes worker`` processes.
+
+    .venv/bin/python bench/broker.py                   # 200 jobs / 20 users, sleeping backend; tiny MusicGen 1 vs 2
+    .venv/bin/python bench/broker.py --quick           # 40 jobs, no MusicGen phase (smoke run)
+
+Sleeping backend (``tests/sleepy_backend.py``, a real MusicBackend): each call sleeps 0.5 s + 0.05 s
+per track and returns silence, so worker processes scale even on a 2-core machine and the numbers
+isolate what the scheduler and the broker add. Every phase submits all jobs at once (round-robin
+over users) to a fresh engine; a redis-server is started on a free local port for the run.
+
+Columns: jobs/s over the whole burst; mean batch = jobs per generate call; submit→start = queue
+wait until the job's batch was handed to an executor; broker added = per job, (worker received −
+front end sent) + (front end read the result − worker finished it): the time Redis, the wire
+format and the reader loops add; loop lag = lateness of a 10 ms ticker on the front end's loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.jobs import EngineConfig, JobEngine, JobRequest  # noqa: E402
+from engine.spec import MusicSpec  # noqa: E402
+
+SLEEPY_ENV = {"SLEEPY_BASE": "0.5", "SLEEPY_PER_ROW": "0.05", "SLEEPY_STEPS": "5"}
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+async def ticker(stop: asyncio.Event, lags: list[float]) -> None:
+    while not stop.is_set():
+        t = time.perf_counter()
+        await asyncio.sleep(0.01)
+        lags.append(time.perf_counter() - t - 0.01)
+
+
+async def run_burst(engine: JobEngine, jobs: int, users: int, duration: float) -> dict:
+    lags: list[float] = []
+    stop = asyncio.Event()
+    tick = asyncio.create_task(ticker(stop, lags))
+    t0 = time.perf_counter()
+    handles = []
+    for n in range(jobs):
+        spec = MusicSpec(prompt=f"calm lofi piano take {n}", duration=duration)
+        handles.append(await engine.submit(JobRequest(user_id=f"user{n % users}", spec=spec)))
+    for h in handles:
+        await h.result()
+    wall = time.perf_counter() - t0
+    stop.set()
+    await tick
+    waits = [h._job.started_at - h._job.enqueued_at for h in handles]
+    return {
+        "wall": wall,
+        "jobs_s": jobs / wall,
+        "batch": engine.stats["batched_jobs"] / max(1, engine.stats["calls"]),
+        "wait50": pct(waits, 50),
+        "wait95": pct(waits, 95),
+        "lag99": pct(lags, 99) * 1000,
+        "lagmax": max(lags) * 1000 if lags else float("nan"),
+    }
+
+
+def start_workers(url: str, prefix: str, count: int, extra: list[str], env: dict, logdir: Path) -> list:
+    procs = []
+    for n in range(count):
+        cmd = [sys.executable, "-m", "textunes", "worker", "--broker", url, "--prefix", prefix,
+               "--name", f"w{n}", "--device", "cpu", *extra]  # fmt: skip
+        out = open(logdir / f"{prefix}-w{n}.log", "wb")  # noqa: SIM115
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), **env),
+                                      stdout=out, stderr=subprocess.STDOUT))  # fmt: skip
+    return procs
+
+
+async def wait_workers(url: str, prefix: str, count: int, procs: list, timeout: float = 600) -> None:
+    import redis.asyncio as aioredis
+
+    r = aioredis.Redis.from_url(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while await r.zcard(f"{prefix}:workers") < count:
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError("a worker exited while starting; see its log")
+            if time.monotonic() > deadline:
+                raise RuntimeError("workers did not come up")
+            await asyncio.sleep(0.2)
+    finally:
+        await r.aclose()
+
+
+def stop_workers(procs: list) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+async def phase_in_process(args) -> dict:
+    from tests.sleepy_backend import make
+
+    os.environ.update(SLEEPY_ENV)
+    config = EngineConfig(backend_factory=make, per_user_limit=args.jobs, max_queue=args.jobs, broker_url="")
+    async with JobEngine(config) as engine:
+        row = await run_burst(engine, args.jobs, args.users, 5.0)
+    row.update(setup="in-process", workers=1, added50=0.0, added95=0.0)
+    return row
+
+
+async def phase_redis(args, url: str, workers: int, *, extra: list[str], env: dict, label: str,
+                      jobs: int, users: int, duration: float, logdir: Path, warmup: bool = False) -> dict:  # fmt: skip
+    prefix = f"bench{time.monotonic_ns() % 10**9}"
+    procs = start_workers(url, prefix, workers, extra, env, logdir)
+    try:
+        await wait_workers(url, prefix, workers, procs)
+        config = EngineConfig(broker_url=url, broker_prefix=prefix, per_user_limit=jobs, max_queue=jobs)
+        async with JobEngine(config) as engine:
+            if warmup:  # one fixed-seed job per worker (each runs alone): first-call costs stay out
+                warm = [JobRequest(user_id=f"warm{n}", spec=MusicSpec(prompt="warm up", duration=duration), seed=n)
+                        for n in range(workers)]  # fmt: skip
+                await asyncio.gather(*[(await engine.submit(w)).result() for w in warm])
+                engine.stats.update(calls=0, batched_jobs=0)
+                engine._broker.timings.clear()
+            row = await run_burst(engine, jobs, users, duration)
+            timings = [t for t in engine._broker.timings if {"received", "sent", "finished"} <= t.keys()]
+            added = [(t["received"] - t["sent"]) + (t["read_at"] - t["finished"]) for t in timings]
+            if os.environ.get("BENCH_DEBUG"):
+                there = [1000 * (t["received"] - t["sent"]) for t in timings]
+                back = [1000 * (t["read_at"] - t["finished"]) for t in timings]
+                print(
+                    f"{label} x{workers}: dispatch p50 {pct(there, 50):.1f} ms, return p50 {pct(back, 50):.1f} ms"
+                )
+    finally:
+        stop_workers(procs)
+    row.update(setup=label, workers=workers, added50=pct(added, 50) * 1000, added95=pct(added, 95) * 1000)
+    return row
+
+
+def print_table(rows: list[dict]) -> None:
+    head = (f"{'setup':<22} {'workers':>7} {'wall s':>7} {'jobs/s':>7} {'× 1 wkr':>7} {'batch':>6} "
+            f"{'start p50/p95 s':>16} {'broker added p50/p95 ms':>24} {'loop lag p99/max ms':>20}")  # fmt: skip
+    print(head)
+    print("-" * len(head))
+    base: dict[str, float] = {}
+    for r in rows:
+        family = r["setup"] if r["setup"].startswith("redis") else "redis sleepy"
+        if r["workers"] == 1 and family not in base:
+            base[family] = r["jobs_s"]
+        speed = r["jobs_s"] / base.get(family, r["jobs_s"])
+        print(f"{r['setup']:<22} {r['workers']:>7} {r['wall']:>7.1f} {r['jobs_s']:>7.2f} {speed:>6.2f}× "
+              f"{r['batch']:>6.2f} {r['wait50']:>7.2f} / {r['wait95']:>6.2f} "
+              f"{r['added50']:>11.1f} / {r['added95']:>9.1f} {r['lag99']:>9.1f} / {r['lagmax']:>7.1f}")  # fmt: skip
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--musicgen-jobs", type=int, default=48)
+    parser.add_argument("--phases", default="inprocess,redis,musicgen", help="which phases to run")
+    parser.add_argument("--quick", action="store_true", help="40 jobs, no MusicGen phase")
+    args = parser.parse_args()
+    if args.quick:
+        args.jobs, args.musicgen_jobs = 40, 0
+    from tests.redis_server import RedisServer
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-broker-"))
+    server = RedisServer(tmp)
+    print(f"redis-server on {server.url}; {args.jobs} jobs from {args.users} users; sleeping backend "
+          f"0.5 s + 0.05 s/row; {os.cpu_count()} CPUs; logs in {tmp}\n")  # fmt: skip
+    sleepy = ["--factory", "tests.sleepy_backend:make", "--isolation", "thread"]
+    phases = set(args.phases.split(","))
+    rows = [await phase_in_process(args)] if "inprocess" in phases else []
+    try:
+        for n in [int(x) for x in args.workers.split(",")] if "redis" in phases else []:
+            rows.append(await phase_redis(args, server.url, n, extra=sleepy, env=SLEEPY_ENV, label="redis sleepy",
+                                          jobs=args.jobs, users=args.users, duration=5.0, logdir=tmp))  # fmt: skip
+        if args.musicgen_jobs and "musicgen" in phases:
+            from tests.tiny_musicgen import build_tiny_musicgen
+
+            model = build_tiny_musicgen(tmp / "tiny-musicgen")
+            mg = ["--backend", "musicgen", "--model", str(model), "--threads", "1", "--dtype", "float32"]
+            for n in (1, 2):
+                rows.append(await phase_redis(args, server.url, n, extra=mg, env={}, label="redis tiny-musicgen",
+                                              jobs=args.musicgen_jobs, users=6, duration=5.0, logdir=tmp,
+                                              warmup=True))  # fmt: skip
+    finally:
+        server.stop()
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

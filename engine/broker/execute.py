@@ -1,0 +1,147 @@
+"""Runs one formed batch on a device worker: one backend call, split in halves on out-of-memory.
+
+Shared by the in-process broker and by ``textunes worker`` (the Redis broker's executor), so a
+batch behaves the same wherever it runs. Errors arrive classified from ``engine.worker``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from engine.broker.base import BatchItem, BatchProgress, Outcome, Wanted, failure
+from engine.generation.base import GenerationCancelled
+from engine.worker import Call, ModelError, OutOfMemory, WorkerCrashed
+
+log = logging.getLogger("textunes.engine")
+
+# restart(worker, why) -> None; raises WorkerLost when the worker cannot be brought back
+Restart = Callable[[object, str], Awaitable[None]]
+
+
+class WorkerLost(Exception):
+    """A worker could not be restarted; it stops serving."""
+
+
+def build_call(items: list[BatchItem]) -> Call:
+    first = items[0].request
+    if first.continue_from is not None:
+        return Call(continue_from=first.continue_from, extend_seconds=first.extend_seconds)
+    return Call(specs=[i.request.spec for i in items], samples=first.samples, seed=first.seed)
+
+
+class BatchRun:
+    """One batch on one worker. ``live`` is the job ids of the call now running (for aborts)."""
+
+    def __init__(
+        self,
+        worker,
+        items: list[BatchItem],
+        *,
+        progress: BatchProgress,
+        wanted: Wanted,
+        restart: Restart | None = None,
+        stats: dict | None = None,
+    ) -> None:
+        self.worker = worker
+        self.items = items
+        self.progress = progress
+        self.wanted = wanted
+        self.restart = restart
+        self.stats = stats if stats is not None else {}
+        self.outcomes: dict[str, Outcome] = {}
+        self.live: list[str] = []
+        self.crashed: str | None = None  # why the worker crashed during this batch, if it did
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self.stats[key] = self.stats.get(key, 0) + n
+
+    async def run(self) -> dict[str, Outcome]:
+        """Outcomes for every item; raises ``WorkerLost`` (outcomes so far kept) if the worker
+        crashed and could not be restarted."""
+        try:
+            await self._run_split(self.items)
+        finally:
+            self.live = []
+        for item in self.items:
+            self.outcomes.setdefault(item.job_id, Outcome("dropped"))
+        return self.outcomes
+
+    def abort_if_unwanted(self) -> None:
+        """Stop the running call when no job in it is wanted any more."""
+        if self.live and not any(self.wanted(j) for j in self.live):
+            self.worker.abort()
+
+    async def _run_split(self, items: list[BatchItem]) -> None:
+        live = [i for i in items if self.wanted(i.job_id)]
+        if not live:
+            return
+        call = build_call(live)
+        ids = [i.job_id for i in live]
+        self.live = ids
+        self._count("calls")
+        self._count("batched_jobs", len(live))
+
+        def on_progress(done: int, total: int) -> None:  # event-loop thread
+            percent = round(100.0 * done / total, 1) if total else 0.0
+            self.progress([j for j in ids if self.wanted(j)], percent)
+
+        try:
+            tracks = await self.worker.run(call, on_progress)
+        except OutOfMemory as exc:
+            if len(live) > 1:
+                self._count("oom_splits")
+                half = len(live) // 2
+                log.warning(
+                    "out of memory with %d jobs on %s; retrying in halves", len(live), self.worker.device
+                )
+                await self._run_split(live[:half])
+                await self._run_split(live[half:])
+                return
+            req = live[0].request
+            self.outcomes[live[0].job_id] = failure(
+                f"This request is too big for the music device's memory "
+                f"({req.samples} × {req.spec.duration:g} s). Try a shorter duration or fewer samples.",
+                "oom",
+                str(exc),
+            )
+            return
+        except GenerationCancelled:
+            # calls are aborted only when nobody wants them; a job still wanted was interrupted
+            for item in live:
+                if self.wanted(item.job_id):
+                    self.outcomes[item.job_id] = Outcome("retry", detail="the generation was interrupted")
+            return
+        except WorkerCrashed as exc:
+            log.error("worker on %s crashed: %s; restarting it", self.worker.device, exc)
+            self.crashed = str(exc)
+            for item in live:
+                if self.wanted(item.job_id):
+                    self.outcomes[item.job_id] = Outcome("retry", detail=str(exc))
+            if self.restart is not None:
+                await self.restart(self.worker, str(exc))
+            return
+        except ModelError as exc:
+            log.error("model error on %s: %s", self.worker.device, exc)
+            for item in live:
+                self.outcomes[item.job_id] = failure(
+                    "The music model failed while making this track. It was not your input; "
+                    "please try again, and tell the bot admin if it keeps happening.",
+                    "crash",
+                    str(exc),
+                )
+            return
+        self._count("tracks", len(tracks))
+        if len(tracks) != call.tracks_out:
+            for item in live:
+                self.outcomes[item.job_id] = failure(
+                    "The music model returned an unexpected result. Please try again.",
+                    "crash",
+                    f"expected {call.tracks_out} tracks, got {len(tracks)}",
+                )
+            return
+        at = 0
+        for item in live:
+            mine, at = tracks[at : at + item.tracks_out], at + item.tracks_out
+            if self.wanted(item.job_id):  # a job cancelled mid-batch just drops its tracks
+                self.outcomes[item.job_id] = Outcome("done", tracks=list(mine))

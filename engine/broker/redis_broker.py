@@ -1,0 +1,407 @@
+"""The Redis broker's front-end side: hand formed batches to ready remote workers, collect results.
+
+Streams and keys (``Keys``): workers push a readiness token on ``ready`` (a list) and keep a
+heartbeat in ``workers`` (a sorted set); for each token the scheduler forms one batch and XADDs it
+to ``batches`` (consumer group ``workers``); workers XADD one entry per job to ``results``
+(consumer group ``frontend``), the first final result per job winning (``result:<job>`` SET NX).
+Progress arrives on the ``progress`` channel, cancels go out as ``cancel:<job>`` keys plus a
+message. ``inflight`` maps job -> batch so a restarted front end adopts what is still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import OrderedDict, deque
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from engine import metrics
+from engine.broker.base import BatchItem, BatchProgress, Outcome, Wanted
+from engine.broker.wire import FRONTEND_GROUP, WORKERS_GROUP, Keys, WireError, decode_result, encode_batch
+from engine.errors import BackendUnavailable
+
+log = logging.getLogger("textunes.engine")
+
+
+async def ensure_groups(r: aioredis.Redis, keys: Keys) -> None:
+    for stream, group, start in ((keys.batches, WORKERS_GROUP, "0"), (keys.results, FRONTEND_GROUP, "0")):
+        try:
+            await r.xgroup_create(stream, group, id=start, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+class RedisSlot:
+    """A remote worker that announced it is ready for one batch."""
+
+    def __init__(self, broker: RedisBroker, token: dict) -> None:
+        self.broker = broker
+        self.token = token
+        self.name = str(token.get("worker", "?"))
+        self.max_batch = max(1, min(broker.config.max_batch, int(token.get("max_batch", 1))))
+        self.used = False
+        self.raw = b""  # the token as popped, to give back if unused
+
+    async def execute(
+        self, items: list[BatchItem], progress: BatchProgress, wanted: Wanted
+    ) -> dict[str, Outcome]:
+        b = self.broker
+        self.used = True
+        batch_id = uuid.uuid4().hex[:16]
+        futures = {item.job_id: b.expect(item.job_id, progress) for item in items}
+        fields = encode_batch(batch_id, items)
+        try:
+            entry_id = (await b.redis.xadd(b.keys.batches, fields)).decode()
+            b.stats["calls"] += 1
+            b.stats["batched_jobs"] += len(items)
+            where = json.dumps({"batch": batch_id, "entry": entry_id})
+            await b.redis.hset(b.keys.inflight, mapping={item.job_id: where for item in items})
+            return await b.collect(futures, wanted)
+        finally:
+            for job_id, fut in futures.items():
+                b.forget(job_id, fut)
+
+    def unwanted(self, job_ids: list[str]) -> None:
+        self.broker.send_cancel(job_ids)
+
+
+class Adoption:
+    """A job from before a front-end restart, still on a worker (or with its result waiting)."""
+
+    name = "adopted"
+
+    def __init__(self, broker: RedisBroker, job_id: str, future: asyncio.Future) -> None:
+        self.broker = broker
+        self.job_id = job_id
+        self.future = future
+
+    async def wait(self, wanted: Wanted, progress: BatchProgress) -> Outcome | None:
+        self.broker._progress[self.job_id] = progress
+        try:
+            outcomes = await self.broker.collect({self.job_id: self.future}, wanted)
+            return outcomes.get(self.job_id)
+        finally:
+            self.broker.forget(self.job_id, self.future)
+
+    def unwanted(self, job_ids: list[str]) -> None:
+        self.broker.send_cancel(job_ids)
+
+
+class RedisBroker:
+    kind = "redis"
+
+    def __init__(self, config, stats: dict, url: str) -> None:
+        self.config = config
+        self.stats = stats
+        self.url = url
+        self.keys = Keys(config.broker_prefix or os.environ.get("TEXTUNES_BROKER_PREFIX") or "textunes")
+        self.redis = aioredis.Redis.from_url(url, decode_responses=False, health_check_interval=30)
+        self.instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._waiting: dict[str, asyncio.Future[Outcome]] = {}
+        self._progress: dict[str, BatchProgress] = {}
+        self.timings: deque[dict] = deque(maxlen=10_000)  # per result: sent/received/finished/read times
+        self._orphans: OrderedDict[str, tuple[float, Outcome]] = OrderedDict()
+        self._workers: dict[str, dict] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._held: bytes | None = None  # a readiness token popped, not yet turned into a slot
+        self._lent: RedisSlot | None = None  # the last slot handed out (given back if unused at stop)
+        self._pending_sends: set[asyncio.Task] = set()
+        self.stopping = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            await self.redis.ping()
+        except Exception as exc:
+            raise BackendUnavailable(f"Cannot reach the Redis broker at {redacted(self.url)}: {exc}") from exc
+        await ensure_groups(self.redis, self.keys)
+        await self._heartbeat_once()
+        await self._drain_unacked_results()
+        self._tasks = [
+            asyncio.create_task(self._read_results(), name="broker-results"),
+            asyncio.create_task(self._read_progress(), name="broker-progress"),
+            asyncio.create_task(self._watch_workers(), name="broker-workers"),
+        ]
+
+    def closing(self) -> None:
+        self.stopping = True
+
+    async def stop(self) -> None:
+        self.stopping = True
+        # the loops notice ``stopping`` within a second; cancelling a blocking read can hang redis-py
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=3.0)
+            for task in stuck:
+                task.cancel()
+        try:
+            for slot in (self._lent,):
+                if slot is not None and not slot.used:  # hand the token back: that worker is still ready
+                    await self.redis.rpush(self.keys.ready, slot.raw)
+            await self.redis.delete(self.keys.frontend)
+        except Exception as exc:
+            log.warning("broker stop: %s", exc)
+        await self.redis.aclose()
+
+    # -- slots ---------------------------------------------------------------------------------
+
+    async def acquire(self) -> RedisSlot | None:
+        while not self.stopping:
+            if self._held is None:
+                popped = await self.redis.brpop([self.keys.ready], timeout=1)
+                if popped is None:
+                    continue
+                self._held = popped[1]
+            try:
+                token = json.loads(self._held)
+                alive = await self.redis.zscore(self.keys.workers, token["worker"])
+            except (ValueError, KeyError, TypeError):
+                self._held = None
+                continue
+            if alive is None or alive < time.time() - 3 * self._heartbeat_seconds():
+                log.info("dropping a readiness token of worker %s: it is gone", token.get("worker"))
+                self._held = None
+                continue
+            slot = RedisSlot(self, token)
+            slot.raw, self._held, self._lent = self._held, None, slot
+            return slot
+        return None
+
+    def release(self, slot: RedisSlot) -> None:
+        # a token is used once (the worker announces itself again when it is ready again); an
+        # unused one goes back so that worker is not forgotten
+        if not slot.used and not self.stopping:
+            slot.used = True
+            self._spawn(self.redis.rpush(self.keys.ready, slot.raw))
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._pending_sends.add(task)
+        task.add_done_callback(self._pending_sends.discard)
+
+    def available(self) -> bool:
+        return not self.stopping
+
+    def _heartbeat_seconds(self) -> float:
+        return max(0.2, self.config.visibility_timeout / 3)
+
+    # -- results -------------------------------------------------------------------------------
+
+    def expect(self, job_id: str, progress: BatchProgress | None) -> asyncio.Future[Outcome]:
+        fut = asyncio.get_running_loop().create_future()
+        self._waiting[job_id] = fut
+        if progress is not None:
+            self._progress[job_id] = progress
+        orphan = self._orphans.pop(job_id, None)
+        if orphan is not None:
+            fut.set_result(orphan[1])
+        return fut
+
+    def forget(self, job_id: str, fut: asyncio.Future) -> None:
+        if self._waiting.get(job_id) is fut:
+            del self._waiting[job_id]
+            self._progress.pop(job_id, None)
+
+    async def collect(self, futures: dict[str, asyncio.Future], wanted: Wanted) -> dict[str, Outcome]:
+        """Outcomes of ``futures`` as they arrive; stop waiting for jobs nobody wants any more."""
+        outcomes: dict[str, Outcome] = {}
+        pending = dict(futures)
+        while pending:
+            await asyncio.wait(pending.values(), timeout=0.25, return_when=asyncio.FIRST_COMPLETED)
+            for job_id, fut in list(pending.items()):
+                if fut.done():
+                    outcomes[job_id] = fut.result()
+                    del pending[job_id]
+                elif not wanted(job_id):
+                    outcomes[job_id] = Outcome("dropped")
+                    del pending[job_id]
+        return outcomes
+
+    def _on_result(self, entry_id: bytes, fields: dict) -> None:
+        try:
+            meta, outcome = decode_result(fields)
+        except WireError as exc:
+            log.error("dropping an unreadable result %s: %s", entry_id, exc)
+            return
+        job_id = str(meta.get("job_id"))
+        self.stats["tracks"] += len(outcome.tracks)
+        self.timings.append(dict(meta.get("timing") or {}, job_id=job_id, read_at=time.time()))
+        fut = self._waiting.get(job_id)
+        if fut is not None and not fut.done():
+            fut.set_result(outcome)
+        elif outcome.kind in ("done", "failed"):
+            self._orphans[job_id] = (time.monotonic(), outcome)  # for a resubmit after our restart
+            while len(self._orphans) > 1000:
+                self._orphans.popitem(last=False)
+
+    async def _handle_entries(self, entries) -> None:
+        done_jobs = []
+        for entry_id, fields in entries:
+            if not fields:
+                continue  # deleted meanwhile
+            self._on_result(entry_id, fields)
+            try:
+                done_jobs.append(json.loads(fields[b"result"])["job_id"])
+            except (KeyError, ValueError, TypeError):
+                pass
+        if entries:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xack(self.keys.results, FRONTEND_GROUP, *[e[0] for e in entries])
+                if done_jobs:
+                    pipe.hdel(self.keys.inflight, *done_jobs)
+                await pipe.execute()
+
+    async def _drain_unacked_results(self) -> None:
+        """Results a previous front end read but never acknowledged: take them over first."""
+        cursor = "0-0"
+        while True:
+            cursor, entries, *_ = await self.redis.xautoclaim(
+                self.keys.results, FRONTEND_GROUP, self.instance, min_idle_time=0, start_id=cursor, count=100
+            )
+            await self._handle_entries(entries)
+            if cursor in (b"0-0", "0-0"):
+                return
+
+    async def _read_results(self) -> None:
+        while not self.stopping:
+            try:
+                resp = await self.redis.xreadgroup(
+                    FRONTEND_GROUP, self.instance, {self.keys.results: ">"}, count=32, block=1000
+                )
+                for _stream, entries in resp or []:
+                    await self._handle_entries(entries)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis restarting: keep trying, the entries wait for us
+                log.error("reading results from Redis failed: %s", exc)
+                await asyncio.sleep(1.0)
+
+    async def _read_progress(self) -> None:
+        pubsub = self.redis.pubsub()
+        await pubsub.subscribe(self.keys.progress)
+        try:
+            while not self.stopping:
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if msg is None or msg.get("type") != "message":
+                    continue
+                try:
+                    data = json.loads(msg["data"])
+                    percent = float(data["percent"])
+                    jobs = [str(j) for j in data["jobs"]]
+                except (ValueError, KeyError, TypeError):
+                    continue
+                for job_id in jobs:
+                    callback = self._progress.get(job_id)
+                    if callback is not None:
+                        callback([job_id], percent)
+        finally:
+            await pubsub.aclose()
+
+    # -- workers -------------------------------------------------------------------------------
+
+    async def _heartbeat_once(self) -> None:
+        now = time.time()
+        ttl = 3 * self._heartbeat_seconds()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.keys.frontend, self.instance, px=int(ttl * 1000))
+            pipe.zremrangebyscore(self.keys.workers, "-inf", now - ttl)
+            pipe.hgetall(self.keys.worker_info)
+            pipe.zrange(self.keys.workers, 0, -1)
+            _, _, info, alive = await pipe.execute()
+        names = {n.decode() for n in alive}
+        gone = [name for name in info if name.decode() not in names]
+        if gone:  # killed workers never said goodbye
+            await self.redis.hdel(self.keys.worker_info, *gone)
+        self._workers = {}
+        for name, raw in info.items():
+            if name.decode() in names:
+                try:
+                    self._workers[name.decode()] = json.loads(raw)
+                except ValueError:
+                    continue
+        metrics.WORKERS.set(len(self._workers))
+        cutoff = time.monotonic() - self.config.result_ttl
+        while self._orphans and next(iter(self._orphans.values()))[0] < cutoff:
+            self._orphans.popitem(last=False)
+
+    async def _watch_workers(self) -> None:
+        while not self.stopping:
+            await asyncio.sleep(self._heartbeat_seconds())
+            try:
+                await self._heartbeat_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("broker heartbeat failed: %s", exc)
+
+    # -- cancel and adoption -------------------------------------------------------------------
+
+    def send_cancel(self, job_ids: list[str]) -> None:
+        async def send() -> None:
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for job_id in job_ids:
+                        pipe.set(self.keys.cancel(job_id), b"1", ex=3600)
+                    pipe.publish(self.keys.cancels, json.dumps(job_ids))
+                    await pipe.execute()
+            except Exception as exc:
+                log.error("could not send a cancel to the workers: %s", exc)
+
+        self._spawn(send())
+
+    async def adopt(self, job_id: str) -> Adoption | None:
+        fut = self.expect(job_id, None)
+        if fut.done():
+            return Adoption(self, job_id, fut)
+        try:
+            entry = await self.redis.get(self.keys.result(job_id))
+            if entry and entry != b"pending":
+                found = await self.redis.xrange(self.keys.results, entry, entry)
+                if found:
+                    _meta, outcome = decode_result(found[0][1])
+                    if not fut.done():
+                        fut.set_result(outcome)
+                    return Adoption(self, job_id, fut)
+            raw = await self.redis.hget(self.keys.inflight, job_id)
+            if raw is not None:
+                entry_id = json.loads(raw)["entry"]
+                if await self.redis.xrange(self.keys.batches, entry_id, entry_id):
+                    return Adoption(self, job_id, fut)
+        except (WireError, ValueError, KeyError) as exc:
+            log.warning("cannot adopt job %s (%s); it runs again", job_id, exc)
+        self.forget(job_id, fut)
+        return None
+
+    # -- info ----------------------------------------------------------------------------------
+
+    def describe(self) -> dict:
+        infos = list(self._workers.values())
+        first = infos[0] if infos else {}
+        return {
+            "backend": first.get("backend"),
+            "model": first.get("model"),
+            "sample_rate": first.get("sample_rate"),
+            "devices": [f"{name}@{i.get('device')}" for name, i in sorted(self._workers.items())],
+            "max_batch": max((int(i.get("max_batch", 1)) for i in infos), default=self.config.max_batch),
+            "workers": len(infos),
+            "where": f"Redis broker {redacted(self.url)} with {len(infos)} worker{'s' if len(infos) != 1 else ''}",
+        }
+
+    def pids(self) -> list[int | None]:
+        return []

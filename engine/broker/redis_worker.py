@@ -1,0 +1,350 @@
+"""``textunes worker``: a stateless process that pulls formed batches from Redis and runs them.
+
+Loop: announce readiness (a token on ``ready``), read ONE batch (``XREADGROUP COUNT 1``) or reclaim
+a silent worker's batch (``XAUTOCLAIM`` past the visibility timeout), run it on today's device
+worker (a child process by default: crash isolation, OOM split), publish progress, then write the
+results and acknowledge in one Lua call (the first final result per job wins). A busy worker keeps
+its claim alive; a batch delivered more than ``max_attempts`` times goes to the ``dead`` stream and
+its jobs fail with a message. SIGTERM drains: the current batch finishes, no new one is taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from engine import metrics
+from engine.broker.base import BatchItem, Outcome, gave_up
+from engine.broker.execute import BatchRun, WorkerLost
+from engine.broker.local import restart_with_backoff
+from engine.broker.redis_broker import ensure_groups, redacted
+from engine.broker.wire import (
+    FINISH_BATCH,
+    REFRESH_CLAIM,
+    WORKERS_GROUP,
+    Keys,
+    WireError,
+    decode_batch,
+    dumps,
+    finish_args,
+)
+from engine.worker import ProcessWorker, ThreadWorker
+
+log = logging.getLogger("textunes.worker")
+
+
+@dataclass
+class WorkerOptions:
+    url: str
+    device: str = "auto"
+    name: str = ""
+    prefix: str = "textunes"
+    isolation: str = "process"  # "process": the model in a child (crash isolation); "thread": in here
+    max_batch: int = 8
+    visibility_timeout: float = 30.0
+    max_attempts: int = 3
+    result_ttl: float = 900.0
+    load_timeout: float = 900.0
+    generation_params: dict | None = None
+
+
+class RemoteWorker:
+    def __init__(self, options: WorkerOptions, factory) -> None:
+        self.opt = options
+        self.name = options.name or f"{socket.gethostname()}-{os.getpid()}"
+        self.keys = Keys(options.prefix)
+        self.redis = aioredis.Redis.from_url(options.url, decode_responses=False)
+        self.factory = factory
+        self.device_worker: ThreadWorker | ProcessWorker | None = None
+        self.draining = False
+        self.stats: dict = {}
+        self._token: bytes | None = None
+        self._token_frontend: bytes | None = None
+        self._current: str | None = None  # stream id of the batch being run
+        self._run: BatchRun | None = None
+        self._cancelled: set[str] = set()
+        self._sends: set[asyncio.Task] = set()
+        self._refresh = self.redis.register_script(REFRESH_CLAIM)
+        self._finish = self.redis.register_script(FINISH_BATCH)
+        self.batches_done = 0
+
+    @property
+    def heartbeat(self) -> float:
+        return max(0.1, self.opt.visibility_timeout / 3)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.drain)
+            except (NotImplementedError, RuntimeError):
+                pass
+        await self.redis.ping()
+        await ensure_groups(self.redis, self.keys)
+        self.device_worker = self._make_device_worker()
+        await self.device_worker.start()
+        info = self.device_worker.info
+        self.max_batch = max(1, min(self.opt.max_batch, info.max_batch))
+        self.info = {
+            "worker": self.name,
+            "backend": info.name,
+            "model": info.model_id,
+            "sample_rate": info.sample_rate,
+            "device": self.device_worker.device,
+            "max_batch": self.max_batch,
+            "pid": os.getpid(),
+        }
+        await self._beat()
+        metrics.WORKERS.set(1)
+        log.info("worker %s ready: %s on %s, batch <= %d, broker %s", self.name, info.name,
+                 self.device_worker.device, self.max_batch, redacted(self.opt.url))  # fmt: skip
+        beat = asyncio.create_task(self._heartbeat_loop())
+        try:
+            await self._serve()
+        finally:
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
+            await self._leave()
+        log.info("worker %s stopped after %d batches", self.name, self.batches_done)
+        return 0
+
+    def _make_device_worker(self):
+        if self.opt.isolation == "thread":
+            return ThreadWorker(self.opt.device, self.factory, self.opt.generation_params)
+        return ProcessWorker(
+            self.opt.device, self.factory, self.opt.generation_params, load_timeout=self.opt.load_timeout
+        )
+
+    def drain(self) -> None:
+        """SIGTERM: finish the batch in hand, take no new one."""
+        if not self.draining:
+            log.info("worker %s draining: finishing the current batch, taking no new one", self.name)
+        self.draining = True
+        if self._token is not None:
+            self._spawn(self.redis.lrem(self.keys.ready, 0, self._token))
+
+    async def _leave(self) -> None:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if self._token is not None:
+                    pipe.lrem(self.keys.ready, 0, self._token)
+                pipe.zrem(self.keys.workers, self.name)
+                pipe.hdel(self.keys.worker_info, self.name)
+                await pipe.execute()
+        finally:
+            if self.device_worker is not None:
+                await self.device_worker.stop()
+            await self.redis.aclose()
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    # -- heartbeat and claims ------------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys.worker_info, self.name, dumps(self.info))  # again: a front end may prune it
+            pipe.zadd(self.keys.workers, {self.name: time.time()})
+            await pipe.execute()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            try:
+                await self._beat()
+                entry = self._current
+                if entry is not None:
+                    kept = await self._refresh(
+                        keys=[self.keys.batches], args=[WORKERS_GROUP, entry, self.name]
+                    )
+                    if kept == -1 and self._current == entry and self._run is not None:
+                        # someone else finished and acknowledged this batch: stop working on it
+                        log.warning("batch %s was finished by another worker; aborting ours", entry)
+                        self._cancelled.update(i.job_id for i in self._run.items)
+                        self._run.abort_if_unwanted()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("heartbeat failed: %s", exc)
+
+    async def _announce(self) -> None:
+        """Say we are ready for one batch (once; again if a new front end lost our token)."""
+        frontend = await self.redis.get(self.keys.frontend)
+        if self._token is not None:
+            if frontend == self._token_frontend:
+                return
+            if await self.redis.lrem(self.keys.ready, 0, self._token):
+                self._token = None  # still queued: re-push it below so it is fresh
+            elif frontend is None:
+                return  # no front end now; wait for one
+            self._token = None
+        token = dict(self.info, nonce=uuid.uuid4().hex[:8], at=time.time())
+        self._token = dumps(token)
+        self._token_frontend = frontend
+        await self.redis.lpush(self.keys.ready, self._token)
+
+    # -- serving -------------------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        while not self.draining:
+            try:
+                entries, fresh = await self._next_entries()
+                for entry_id, fields in entries:
+                    await self._handle(entry_id.decode(), fields, fresh=fresh)
+            except (RedisError, OSError) as exc:
+                # Redis restarting: an unfinished batch stays pending and is reclaimed after the
+                # visibility timeout (by us or another worker)
+                log.error("worker %s lost Redis (%s); retrying in 1 s", self.name, exc)
+                await asyncio.sleep(1.0)
+
+    async def _next_entries(self) -> tuple[list, bool]:
+        """A silent worker's batch past the visibility timeout, else one new batch (after saying we
+        are ready); and whether it is a first delivery."""
+        claimed = await self.redis.xautoclaim(
+            self.keys.batches, WORKERS_GROUP, self.name,
+            min_idle_time=int(self.opt.visibility_timeout * 1000), start_id="0-0", count=1,
+        )  # fmt: skip
+        entries = [e for e in claimed[1] if e and e[1]]
+        if entries:
+            log.warning("worker %s reclaimed batch %s from a silent worker", self.name, entries[0][0])
+            return entries, False
+        await self._announce()
+        block_ms = int(max(100, min(1000, self.opt.visibility_timeout * 500)))
+        resp = await self.redis.xreadgroup(
+            WORKERS_GROUP, self.name, {self.keys.batches: ">"}, count=1, block=block_ms
+        )
+        entries = [e for _s, es in resp or [] for e in es if e[1]]
+        if entries:
+            self._token = None  # our token was used for this batch
+        return entries, True
+
+    async def _deliveries(self, entry_id: str) -> int:
+        pending = await self.redis.xpending_range(self.keys.batches, WORKERS_GROUP, entry_id, entry_id, 1)
+        return int(pending[0]["times_delivered"]) if pending else 0
+
+    async def _handle(self, entry_id: str, fields: dict, *, fresh: bool = False) -> None:
+        """Run one batch entry; ``fresh``: first delivery (read with ">"), so no XPENDING round trip."""
+        try:
+            head, items = decode_batch(fields)
+        except WireError as exc:
+            log.error("dead-lettering unreadable batch %s: %s", entry_id, exc)
+            await self.redis.xadd(self.keys.dead, {"entry": entry_id, "why": str(exc)[:500]}, maxlen=10000)
+            await self.redis.xack(self.keys.batches, WORKERS_GROUP, entry_id)
+            await self.redis.xdel(self.keys.batches, entry_id)
+            return
+        while True:
+            deliveries = 1 if fresh else await self._deliveries(entry_id)
+            fresh = False
+            if deliveries == 0:
+                return  # acknowledged elsewhere meanwhile
+            if deliveries > self.opt.max_attempts:
+                await self._dead_letter(entry_id, head, items, deliveries - 1)
+                return
+            crashed = await self._run_batch(entry_id, head, items)
+            if crashed is None:
+                return
+            # our model process died on this batch: restart it and count that as a delivery
+            try:
+                await restart_with_backoff(self.device_worker, crashed, stats=self.stats)
+            except WorkerLost:
+                log.error(
+                    "worker %s cannot restart its model; leaving batch %s to others", self.name, entry_id
+                )
+                self.draining = True
+                return
+            again = await self.redis.xclaim(self.keys.batches, WORKERS_GROUP, self.name, 0, [entry_id])
+            if not again or not again[0][1]:
+                return
+
+    async def _run_batch(self, entry_id: str, head: dict, items: list[BatchItem]) -> str | None:
+        """Run and report one batch; the crash reason if our model process died (nothing written)."""
+        ids = [i.job_id for i in items]
+        received = time.time()
+        flags = await self.redis.mget([self.keys.cancel(j) for j in ids])
+        self._cancelled = {j for j, flag in zip(ids, flags, strict=True) if flag}
+
+        def progress(job_ids: list[str], percent: float) -> None:
+            data = json.dumps({"jobs": job_ids, "percent": percent, "worker": self.name})
+            self._spawn(self.redis.publish(self.keys.progress, data))
+
+        run = BatchRun(
+            self.device_worker,
+            items,
+            progress=progress,
+            wanted=lambda j: j not in self._cancelled,
+            stats=self.stats,
+        )
+        self._current, self._run = entry_id, run
+        watcher = asyncio.create_task(self._watch_cancels(ids, run))
+        started = time.monotonic()
+        try:
+            outcomes = await run.run()
+        finally:
+            watcher.cancel()
+            self._current, self._run = None, None
+        metrics.WORKER_BATCH_SECONDS.observe(time.monotonic() - started)
+        if run.crashed is not None:
+            metrics.WORKER_BATCHES.labels("crashed").inc()
+            return run.crashed
+        timing = {"sent": head.get("sent_at"), "received": received, "ran": time.monotonic() - started}
+        extra = {"batch_id": head.get("batch_id"), "worker": self.name}
+        results = []
+        for item in items:
+            outcome = outcomes.get(item.job_id) or Outcome("dropped")
+            if outcome.kind == "dropped" or (item.job_id in self._cancelled and outcome.kind != "done"):
+                continue  # nobody waits for it (cancelled, or finished by another worker)
+            results.append((item.job_id, outcome, dict(extra, timing=dict(timing, finished=time.time()))))
+        await self._write(entry_id, results)
+        self.batches_done += 1
+        metrics.WORKER_BATCHES.labels("done").inc()
+        return None
+
+    async def _write(self, entry_id: str, results: list[tuple[str, Outcome, dict]]) -> None:
+        args = finish_args(WORKERS_GROUP, entry_id, self.opt.prefix, self.opt.result_ttl, results)
+        written = await self._finish(keys=[self.keys.batches, self.keys.results], args=args)
+        kept = {w.decode() for w in written}
+        for job_id, outcome, _ in results:
+            if outcome.kind in ("done", "failed") and job_id not in kept:
+                log.info("job %s already has a result from another worker; ours is dropped", job_id)
+
+    async def _watch_cancels(self, ids: list[str], run: BatchRun) -> None:
+        """The cancel keys, checked while the batch runs: abort the call once nobody wants it."""
+        while True:
+            await asyncio.sleep(0.1)
+            try:
+                flags = await self.redis.mget([self.keys.cancel(j) for j in ids])
+            except Exception as exc:
+                log.error("cancel check failed: %s", exc)
+                continue
+            self._cancelled.update(j for j, flag in zip(ids, flags, strict=True) if flag)
+            run.abort_if_unwanted()
+
+    async def _dead_letter(self, entry_id: str, head: dict, items: list[BatchItem], attempts: int) -> None:
+        log.error("batch %s was tried %d times; it goes to the dead-letter stream", entry_id, attempts)
+        record = {
+            "entry": entry_id,
+            "batch_id": str(head.get("batch_id")),
+            "jobs": json.dumps([i.job_id for i in items]),
+            "attempts": str(attempts),
+            "worker": self.name,
+            "at": str(time.time()),
+        }
+        await self.redis.xadd(self.keys.dead, record, maxlen=10000, approximate=True)
+        why = f"batch {entry_id} was delivered {attempts + 1} times"
+        extra = {"batch_id": head.get("batch_id"), "worker": self.name}
+        await self._write(entry_id, [(i.job_id, gave_up(attempts, why), extra) for i in items])
+        metrics.WORKER_BATCHES.labels("dead").inc()
