@@ -13,6 +13,9 @@ from typing import Any
 import discord
 from discord.ext import commands
 
+from bot import logs
+from bot.delivery.recovery import finish_interrupted_delivery, report_given_up, resume_job
+from bot.replies import NO_MENTIONS
 from bot.settings import Settings
 from engine.jobs import EngineConfig, JobEngine
 from engine.store import Store
@@ -23,6 +26,7 @@ EXTENSIONS = (
     "bot.cogs.bgm",
     "bot.cogs.text",
     "bot.cogs.regenerate",
+    "bot.cogs.buttons",
     "bot.cogs.queue",
     "bot.cogs.library",
     "bot.cogs.admin",
@@ -34,7 +38,14 @@ class TexTuneSBot(commands.Bot):
         self, settings: Settings, *, engine_config: EngineConfig | None = None, sync_only: bool = False
     ) -> None:
         intents = discord.Intents.default()  # guild reactions are in the defaults; no privileged intents
-        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None)
+        logs.install([settings.token])  # before discord.py logs its first route
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            # nobody is pinged unless a message says so itself (only its owner: bot.replies.mention_only)
+            allowed_mentions=NO_MENTIONS,
+        )
         self.settings = settings
         self.sync_only = sync_only
         settings.store_file.parent.mkdir(parents=True, exist_ok=True)
@@ -58,14 +69,10 @@ class TexTuneSBot(commands.Bot):
         self.background: set[asyncio.Task] = set()
 
     async def setup_hook(self) -> None:
-        from bot.delivery import finish_interrupted_delivery, report_given_up, resume_job
-        from bot.views import DYNAMIC_ITEMS
-
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.sync_only:  # `textunes bot --sync` needs the command tree, not the model
             return
-        self.add_dynamic_items(*DYNAMIC_ITEMS)
         if self.settings.preload_text:  # before the gateway connects: nobody waits on a frozen loop
             await self.preload_text_models()
         await self.engine.start()

@@ -1,0 +1,99 @@
+"""A server's effective limits, resolved in one place: the operator's caps lowered by /admin overrides.
+
+The operator sets caps in the environment (``bot.settings.Settings``); a server's ``/admin limits``
+can only lower them: ``check_override`` refuses a higher value before anything is saved, and
+``guild_limits`` takes the lower of the two anyway (an override saved before a cap was lowered).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.ratelimit import Rate, stricter
+from engine.errors import UserInputError
+from engine.store import GUILD_DEFAULTS
+
+# store key -> Settings attribute holding the operator's cap
+CAPS = {
+    "jobs_per_user": "per_user_jobs",
+    "queue_size": "max_queue",
+    "max_duration": "max_duration",
+    "max_samples": "max_samples",
+}
+RATES = {"user_jobs_per_minute": "user_rate", "guild_jobs_per_minute": "guild_rate"}
+
+
+def operator_caps(settings: Any) -> dict[str, Any]:
+    """The operator's caps (from the environment); without settings, the store's defaults."""
+    caps = {key: GUILD_DEFAULTS[key] for key in CAPS}
+    for key, attr in CAPS.items():
+        value = getattr(settings, attr, None)
+        if value is not None:
+            caps[key] = value
+    return caps
+
+
+def operator_rate(settings: Any, key: str) -> Rate:
+    rate = getattr(settings, RATES[key], None)
+    if rate is None:  # a host without settings: the store's per-minute default
+        return Rate(int(GUILD_DEFAULTS[key]), 60.0)
+    return rate
+
+
+def per_minute(rate: Rate) -> str:
+    return f"{rate.count * 60 / rate.per:g}" if rate.enabled else "no limit"
+
+
+def guild_limits(store: Any, guild_id: int | str | None, settings: Any) -> dict[str, Any]:
+    """Every limit as enforced here: caps lowered by the server's overrides, plus its channel list."""
+    wanted = dict.fromkeys([*CAPS, *RATES])
+    own = store.guild_settings(guild_id, defaults=wanted)
+    limits: dict[str, Any] = {"allowed_channels": list(own.get("allowed_channels") or [])}
+    for key, cap in operator_caps(settings).items():
+        value = own.get(key)
+        if value is None:
+            limits[key] = cap
+        else:  # no operator settings (a host without them): the store's own ranges are the only caps
+            limits[key] = type(cap)(value) if settings is None else min(type(cap)(value), cap)
+    for key in RATES:
+        server = Rate(int(own[key]), 60.0) if own.get(key) else None
+        limits[key] = stricter(operator_rate(settings, key), server)
+    return limits
+
+
+def server_rates(store: Any, guild_id: int | str | None) -> tuple[Rate | None, Rate | None]:
+    """The per-member and per-server rates a server's admin set (per minute), or None where unset."""
+    if guild_id is None:
+        return None, None
+    own = store.guild_settings(guild_id, defaults=dict.fromkeys(RATES))
+    user, guild = own.get("user_jobs_per_minute"), own.get("guild_jobs_per_minute")
+    return (Rate(int(user), 60.0) if user else None, Rate(int(guild), 60.0) if guild else None)
+
+
+def check_override(settings: Any, key: str, value: Any) -> None:
+    """Refuse (UserInputError) a server override above the operator's cap, before it is saved."""
+    if value is None or settings is None:
+        return
+    if key in CAPS:
+        cap = operator_caps(settings)[key]
+        if float(value) > float(cap):
+            shown = f"{cap:g} s" if key == "max_duration" else f"{cap:g}"
+            raise UserInputError(
+                f"{key.replace('_', ' ')} can be at most {shown} here: servers can lower the bot's "
+                "limits, not raise them."
+            )
+    elif key in RATES:
+        operator = operator_rate(settings, key)
+        if operator.enabled and int(value) / 60.0 > operator.count / operator.per:
+            raise UserInputError(
+                f"{key.replace('_', ' ')} can be at most {per_minute(operator)} here: servers can lower "
+                "the bot's limits, not raise them."
+            )
+
+
+def check_duration(limits: dict, seconds: float) -> None:
+    """Refuse a duration over this server's limit (operator cap lowered by /admin)."""
+    if seconds > float(limits["max_duration"]):
+        raise UserInputError(
+            f"This server allows tracks up to {limits['max_duration']:.0f} s; you asked for {seconds:.0f} s."
+        )
