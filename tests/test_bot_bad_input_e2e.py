@@ -222,11 +222,12 @@ async def test_rate_limits_name_the_wait_and_the_wait_is_true(fake: FakeDiscord,
         # waiting as long as the message said is enough
         await asyncio.sleep(max(0.0, refused_at + wait - asyncio.get_running_loop().time()))
         again = [await accepted(fake) for _ in range(2)]  # alice's new window, used up
-        # 🔁 on a track is no interaction: the refusal is a reply in the channel, and nothing is made
+        # 🔁 on a track is no interaction: the refusal goes privately by DM (once), nothing is made
         await fake.react(tracks[0], RECYCLE)
         await fake.wait_until(
-            lambda: any("try again in" in m.content for m in fake.channel_messages()), 10, "🔁 refusal"
+            lambda: any("try again in" in m.content for m in fake.dm_messages("alice")), 10, "🔁 refusal"
         )
+        assert not any("try again in" in m.content for m in fake.channel_messages())
         for inter in again:
             assert abs(seconds_of(await inter.wait_result()) - 5.0) < 0.1
         assert len(store_jobs(bot, fake, "alice")) == 4
