@@ -27,6 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--from-text", metavar="FILE", help="analyse a document (.txt .md .pdf .docx .html) and score it"
     )
+    p.add_argument("--preset", help="a server preset (theme) made with /admin preset-add; needs --guild")
+    p.add_argument("--guild", help="with --preset: the Discord server id the preset belongs to")
+    p.add_argument(
+        "--store",
+        help="with --preset: the bot's database (default $TEXTUNES_STORE, else $TEXTUNES_DATA_DIR/textunes.db)",
+    )
     p.add_argument("--samples", type=int, default=1, help="takes per prompt (default 1)")
     p.add_argument("--seed", type=int, help="random seed (default: random, printed)")
     p.add_argument("--backend", choices=("auto", "musicgen", "arranger"), default="auto")
@@ -72,21 +78,48 @@ def _build_spec(args: argparse.Namespace):
             instruments=tuple(args.instrument),
         )
         return spec, analysis
-    if not (args.genre or args.mood or args.instrument or args.keyword or args.prompt):
+    options = _preset_options(args) if args.preset else {}
+    given = {
+        "genres": tuple(args.genre),
+        "moods": tuple(args.mood),
+        "instruments": tuple(args.instrument),
+        "keywords": tuple(args.keyword),
+        "tempo": args.tempo,
+        "duration": args.duration,
+        "prompt": args.prompt,
+    }
+    options.update({k: v for k, v in given.items() if v})  # what is typed wins over the preset
+    if not any(options.get(k) for k in ("genres", "moods", "instruments", "keywords", "prompt")):
         raise UserInputError(
-            "Say what to make: at least one of --genre, --mood, --instrument, --keyword, --prompt "
-            "or --from-text FILE. List choices with `textunes categories genres --popular`."
+            "Say what to make: at least one of --genre, --mood, --instrument, --keyword, --prompt, "
+            "--preset NAME --guild ID or --from-text FILE. List choices with `textunes categories genres --popular`."
         )
-    spec = build_spec(
-        genres=tuple(args.genre),
-        moods=tuple(args.mood),
-        instruments=tuple(args.instrument),
-        keywords=tuple(args.keyword),
-        tempo=args.tempo,
-        duration=args.duration if args.duration is not None else 15,
-        prompt=args.prompt,
+    options.setdefault("duration", 15)
+    return build_spec(**options), None
+
+
+def _preset_options(args: argparse.Namespace) -> dict:
+    """``build_spec`` options from a server's preset in the bot's store (read only)."""
+    import os
+
+    from engine.errors import UserInputError
+    from engine.store import Store
+
+    if not args.guild:
+        raise UserInputError("--preset needs --guild ID: presets belong to a Discord server.")
+    path = Path(
+        args.store
+        or os.environ.get("TEXTUNES_STORE")
+        or Path(os.environ.get("TEXTUNES_DATA_DIR") or "var") / "textunes.db"
     )
-    return spec, None
+    if not path.is_file():
+        raise UserInputError(f"No TexTuneS database at {path}; pass --store PATH.")
+    with Store.open(path) as store:
+        preset = store.get_guild_preset(args.guild, args.preset)
+        if preset is None:
+            names = ", ".join(p.name for p in store.guild_presets(args.guild)) or "none"
+            raise UserInputError(f"Server {args.guild} has no preset '{args.preset}'. Its presets: {names}.")
+    return preset.as_options()
 
 
 def run(args: argparse.Namespace) -> int:
