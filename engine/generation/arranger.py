@@ -642,7 +642,7 @@ def tessitura(program: int) -> tuple[int, int]:
     return (60, 82)
 
 
-def parse_key(key: str | None) -> int | None:
+def tonic_pitch_class(key: str | None) -> int | None:
     """'C', 'F#', 'Bb', 'a minor', 'Ebm' -> tonic pitch class 0..11 (None stays None)."""
     if key is None or not str(key).strip():
         return None
@@ -1015,7 +1015,7 @@ class _Builder:
         self.mode = "minor" if str(spec.mode).lower().startswith("min") else "major"
         self.energy = float(min(max(spec.energy, 0.0), 1.0))
         home = np.random.default_rng([seed, 11])
-        tonic = parse_key(spec.key)
+        tonic = tonic_pitch_class(spec.key)
         # keys that sit well on most GM instruments when none was asked for
         self.tonic = tonic if tonic is not None else int(home.choice([0, 2, 3, 5, 7, 9, 10]))
         self.scale = MAJOR_SCALE if self.mode == "major" else MINOR_SCALE
@@ -1841,7 +1841,7 @@ class ArrangerBackend:
             )
         if not 30 <= float(spec.bpm) <= 300:
             raise InvalidArrangerInput(f"Tempo {spec.bpm} BPM is out of range: use 30-300 BPM.")
-        parse_key(spec.key)
+        tonic_pitch_class(spec.key)
 
     def _render(
         self, spec: MusicSpec, seed: int, *, total_bars: int | None = None, intro_bars: int | None = None
