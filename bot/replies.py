@@ -23,7 +23,10 @@ def mention_only(user_id: int | str) -> discord.AllowedMentions:
 
 def shown(text: object, limit: int | None = None) -> str:
     """User-derived text (titles, keywords, prompts, names) made safe to show: no pings, no markdown."""
-    clean = discord.utils.escape_markdown(discord.utils.escape_mentions(str(text)))
+    clean = discord.utils.escape_mentions(str(text))
+    # any <@…>, <@&…>, <#…> shape, even with an id too short for escape_mentions to notice
+    clean = clean.replace("<@", "<@\u200b").replace("<#", "<#\u200b")
+    clean = discord.utils.escape_markdown(clean)
     if limit is not None and len(clean) > limit:
         clean = clean[: limit - 1] + "…"
     return clean
