@@ -7,6 +7,10 @@ discord.py bot. We do not use the decorator itself because one limit must span e
 that makes music (``/bgm``, ``/bgm-from-text``, the track buttons, the modal and the 🔁 reaction,
 which is no interaction at all) and a server's ``/admin limits`` may change the rate at runtime.
 
+A member has one budget wherever they ask (every server and DMs), a server has one for all its
+members, and a server whose admin set a stricter per-member rate adds that bucket on top: servers
+can lower the operator's rates, never raise them (``stricter``).
+
 Buckets live in memory, so a restart forgives everyone; that is fine for a limit meant to smooth
 bursts (the per-member job cap and the queue cap still hold across restarts through the engine).
 """
