@@ -174,6 +174,10 @@ async def test_settings_format_ogg_delivers_ogg(fake: FakeDiscord, tmp_path: Pat
     assert result.attachments[0].filename.endswith(".ogg") and result.attachments[0].data[:4] == b"OggS"
     assert abs(seconds_of(result) - 5.0) < 0.1
     assert other.attachments[0].filename.endswith(".mp3")  # bob kept the server's format
+    # a bot whose operator chose ogg: members who chose nothing get ogg too
+    async with running_bot(fake, settings_for(tmp_path / "ogg", audio_format="ogg"), connections=2):
+        server_default = await (await fake.slash("bgm", LOFI, user="bob")).wait_result(timeout=60)
+    assert server_default.attachments[0].filename.endswith(".ogg")
 
 
 async def test_bgm_from_a_server_preset(fake: FakeDiscord, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from bot.replies import reply_private
 from engine.errors import UserInputError
 from engine.jobs import JobCancelled, JobFailed, JobRequest
 from engine.spec import Track
-from engine.store import JobRecord, TrackRecord
+from engine.store import USER_DEFAULTS, JobRecord, TrackRecord
 
 log = logging.getLogger("textunes.bot")
 
@@ -120,7 +120,10 @@ def _finish_and_store(bot, job: JobRecord, plan: JobPlan, tracks: list[Track]) -
 def track_format(bot, user_id: int | str) -> str:
     """The member's ``/settings format`` when set, else the bot's ``TEXTUNES_AUDIO_FORMAT``."""
     chosen = bot.store.user_settings(user_id).get("format")
-    return chosen or getattr(bot.settings, "audio_format", "mp3")
+    # the store fills in USER_DEFAULTS' format for everyone: only another value is a member's choice
+    if chosen and chosen != USER_DEFAULTS.get("format"):
+        return str(chosen)
+    return getattr(bot.settings, "audio_format", "mp3")
 
 
 async def deliver_tracks(
