@@ -1,0 +1,200 @@
+"""What goes into the music service and what comes out: requests, typed outputs, the request handle.
+
+``engine.service.MusicService.submit`` takes a ``MusicRequest`` (categories) or a ``DocumentRequest``
+(text mode) from a ``Requester`` and returns a ``RequestHandle`` whose outputs (``Queued``,
+``Analysing``, ``Analysed``, ``Started``, ``Progress``, then ``Done`` / ``Failed`` / ``Cancelled``)
+replay to late subscribers, as ``engine.jobs.JobHandle`` does for engine events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.spec import MusicSpec
+from engine.store import JobRecord, TrackRecord
+
+# ---------------------------------------------------------------------------------------------
+# requests
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked, and where (ids as strings; a DM has no guild)."""
+
+    user_id: str
+    guild_id: str | None = None
+    channel_id: str | None = None
+
+
+@dataclass(frozen=True)
+class MusicRequest:
+    """Category mode (also regenerate, variation, extend, edit and presets: ``kind`` says which)."""
+
+    spec: MusicSpec
+    samples: int = 1
+    seed: int | None = None
+    title: str = "Your track"
+    kind: str = "bgm"
+    parent_track_id: str | None = None
+    continue_from_track_id: str | None = None  # extend: the track to continue
+    extend_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class DocumentRequest:
+    """Text mode: an upload (``data`` + ``filename``) or pasted ``text``, with the user's overrides."""
+
+    data: bytes | None = field(default=None, repr=False)
+    filename: str | None = None
+    text: str | None = field(default=None, repr=False)
+    duration: float | str | None = None
+    tempo: str | None = None
+    keywords: tuple[str, ...] = ()
+    kind: str = "text"
+
+
+# ---------------------------------------------------------------------------------------------
+# outputs
+
+
+@dataclass(frozen=True)
+class Output:
+    job_id: str
+
+    @property
+    def terminal(self) -> bool:
+        return isinstance(self, (Done, Failed, Cancelled))
+
+
+@dataclass(frozen=True)
+class Queued(Output):
+    position: int  # 1-based place in the engine's queue
+
+
+@dataclass(frozen=True)
+class Analysing(Output):
+    pass
+
+
+@dataclass(frozen=True)
+class Analysed(Output):
+    summary: dict  # language, summary, topic, emotion, valence, arousal, reasons, truncated
+    title: str
+
+
+@dataclass(frozen=True)
+class Started(Output):
+    pass
+
+
+@dataclass(frozen=True)
+class Progress(Output):
+    percent: float
+
+
+@dataclass(frozen=True)
+class Done(Output):
+    tracks: list[TrackRecord]
+
+
+@dataclass(frozen=True)
+class Failed(Output):
+    message: str  # friendly, for the user
+    reason: str  # short code: input, oom, crash, timeout, shutdown, unavailable, error, ...
+
+
+@dataclass(frozen=True)
+class Cancelled(Output):
+    pass
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What ``start`` found from the last process."""
+
+    resumed: list[RequestHandle]  # queued/running jobs, submitted again
+    gave_up: list[JobRecord]  # stopped (too many attempts, or interrupted mid-analysis): tell the user
+    claimed_undelivered: list[JobRecord]  # tracks stored, post may or may not have landed (front end checks)
+    # done (tracks stored) but never claimed for posting: the front end posts the stored tracks
+    undelivered: list[JobRecord] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# handles
+
+
+class RequestHandle:
+    """Follow one request: ``async for out in handle`` (replayed from the start to late subscribers,
+    ends after Done / Failed / Cancelled), ``await handle.result()``, ``await handle.cancel()``."""
+
+    def __init__(
+        self, cancel: Callable[[str], Awaitable[bool]], job_id: str, requester: Requester, request: Any
+    ) -> None:
+        self.job_id = job_id
+        self.requester = requester
+        self.request = request
+        self.title = getattr(request, "title", "Music for your text")
+        self.state = "analysing" if isinstance(request, DocumentRequest) else "queued"
+        self._cancel = cancel
+        self._history: list[Output] = []
+        self._subscribers: list[asyncio.Queue[Output]] = []
+        self._future: asyncio.Future[list[TrackRecord]] = asyncio.get_running_loop().create_future()
+        self._future.add_done_callback(_consume_exception)
+        self._task: asyncio.Task | None = None
+        self._engine_job = False  # submitted to the JobEngine (cancel goes there)
+
+    @property
+    def done(self) -> bool:
+        return self._future.done()
+
+    @property
+    def waiting(self) -> bool:
+        """Counts toward the server's queue: analysing or queued, not yet generating."""
+        return self.state in ("analysing", "queued")
+
+    def _emit(self, output: Output) -> None:
+        if self._future.done():
+            return
+        if isinstance(output, Progress) and self._history and isinstance(self._history[-1], Progress):
+            self._history[-1] = output  # only the latest progress is worth replaying
+        else:
+            self._history.append(output)
+        for queue in self._subscribers:
+            queue.put_nowait(output)
+
+    def _finish(self, output: Output, result: list[TrackRecord] | BaseException) -> None:
+        self._emit(output)
+        self.state = {Done: "done", Failed: "failed", Cancelled: "cancelled"}[type(output)]
+        if isinstance(result, BaseException):
+            self._future.set_exception(result)
+        else:
+            self._future.set_result(result)
+
+    async def __aiter__(self) -> AsyncIterator[Output]:
+        queue: asyncio.Queue[Output] = asyncio.Queue()
+        for output in self._history:
+            queue.put_nowait(output)
+        self._subscribers.append(queue)
+        try:
+            while True:
+                output = await queue.get()
+                yield output
+                if output.terminal:
+                    return
+        finally:
+            self._subscribers.remove(queue)
+
+    async def result(self) -> list[TrackRecord]:
+        """The stored tracks; raises ``JobFailed`` (``reason``, friendly ``str``) or ``JobCancelled``."""
+        return await asyncio.shield(self._future)
+
+    async def cancel(self) -> bool:
+        return await self._cancel(self.job_id)
+
+
+def _consume_exception(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()  # a failed request nobody awaited is not an "exception never retrieved"

@@ -1,0 +1,533 @@
+"""The engine's front door: one ``MusicService`` owns each request from submit to stored track.
+
+    service = MusicService(store, JobEngine(config), limits=Limits.from_env(), analysis=AnalysisSandbox())
+    recovery = await service.start()
+    await service.admit(requester, samples=2, duration=30)     # before a front end defers
+    handle = await service.submit(requester, MusicRequest(spec=spec, samples=2))
+    async for out in handle:                                    # Queued, Started, Progress…, Done
+        ...
+    records = await handle.result()
+
+Like vLLM's ``AsyncLLM``: a request goes in, a handle streams typed outputs. The service records the
+job in the store, reads and analyses a document in the analysis sandbox (``engine.text.sandbox``),
+submits to the ``JobEngine``, keeps the job's state in the store, finishes the audio (duration,
+fades, loudness, loop) in the requester's ``/settings`` format and stores the tracks. Front ends
+(the Discord bot, the CLI) only show outputs; posting to Discord stays in ``bot/``.
+
+One admission check (``admit``) enforces one ``Limits`` (``engine.limits``): the operator's caps,
+lowered by the server's overrides; the queue size is per server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+from engine.errors import TexTuneSError, UserInputError
+from engine.jobs import JobCancelled, JobEngine, JobFailed, JobRequest
+from engine.limits import OVERRIDE_KEYS, Limits, resolve_limits
+from engine.requests import (
+    Analysed,
+    Analysing,
+    Cancelled,
+    DocumentRequest,
+    Done,
+    Failed,
+    MusicRequest,
+    Output,
+    Progress,
+    Queued,
+    Recovery,
+    Requester,
+    RequestHandle,
+    Started,
+)
+from engine.retention_task import RetentionPolicy, run_retention_forever, run_retention_once
+from engine.spec import Track
+from engine.store import USER_DEFAULTS, JobRecord, TrackRecord, spec_to_request
+
+log = logging.getLogger("textunes.service")
+
+__all__ = [
+    "Analysed",
+    "Analysing",
+    "Cancelled",
+    "Done",
+    "DocumentRequest",
+    "Failed",
+    "MusicRequest",
+    "MusicService",
+    "Output",
+    "Progress",
+    "Queued",
+    "Recovery",
+    "RequestHandle",
+    "Requester",
+    "RetentionPolicy",
+    "Started",
+]
+
+ANALYSIS_KEYS = ("language", "summary", "topic", "emotion", "valence", "arousal", "reasons", "truncated")
+DEFAULT_TEXT_DURATION = 15
+MAX_TITLE_CHARS = 120
+UNDELIVERED_MAX_AGE = 24 * 3600.0  # a finished track older than this is not posted after a restart
+
+
+# ---------------------------------------------------------------------------------------------
+# the service
+
+
+class MusicService:
+    def __init__(
+        self,
+        store: Any,
+        engine: JobEngine,
+        *,
+        limits: Limits,
+        analysis: Any | None = None,
+        audio_format: str = "mp3",
+        retention: RetentionPolicy | None = None,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.limits = limits
+        self.analysis = analysis  # an engine.text.sandbox.AnalysisSandbox (or None: no text mode)
+        self.audio_format = audio_format
+        self.retention = retention
+        self._active: dict[str, RequestHandle] = {}
+        self._retention_task: asyncio.Task | None = None
+        self._chores: set[asyncio.Task] = set()  # follow-ups of request tasks (kept referenced)
+        self._closing = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> Recovery:
+        """Start the engine and the sandbox, run retention (now and daily) and recover what the last
+        process left: claimed-but-undelivered jobs are listed (never regenerated), queued/running
+        jobs are submitted again, jobs past their attempts are failed and listed."""
+        self._closing = False
+        await self.engine.start()
+        if self.analysis is not None:
+            await self.analysis.start()
+        if self.retention is not None:
+            await asyncio.to_thread(run_retention_once, self.store, self.retention)
+            self._retention_task = asyncio.create_task(
+                run_retention_forever(self.store, self.retention), name="textunes-retention"
+            )
+        return await self.recover()
+
+    async def recover(self) -> Recovery:
+        claimed = await asyncio.to_thread(self.store.claimed_undelivered)
+        requeue, gave_up = await asyncio.to_thread(self.store.recover_unfinished)
+        pending = await asyncio.to_thread(self.store.pending_deliveries)
+        recent = time.time() - UNDELIVERED_MAX_AGE
+        undelivered = [
+            j for j in pending if j.state == "done" and j.channel_id is not None and j.created_at >= recent
+        ]
+        resumed: list[RequestHandle] = []
+        for job in requeue:
+            if "spec" not in job.request:  # stopped while its document was being read: no spec yet
+                failed = await asyncio.to_thread(
+                    self.store.mark_failed,
+                    job.id,
+                    "The bot restarted while reading your document. Please send it again.",
+                )
+                gave_up.append(failed)
+                continue
+            resumed.append(self._resume(job))
+        return Recovery(
+            resumed=resumed, gave_up=gave_up, claimed_undelivered=claimed, undelivered=undelivered
+        )
+
+    def _resume(self, job: JobRecord) -> RequestHandle:
+        request = MusicRequest(
+            spec=job.spec,
+            samples=job.samples,
+            seed=job.seed,
+            title=str(job.request.get("title") or "Your track"),
+            kind=job.kind,
+            parent_track_id=job.parent_track_id,
+            continue_from_track_id=job.request.get("continue_from_track_id"),
+            extend_seconds=float(job.request.get("extend_seconds") or 0.0),
+        )
+        requester = Requester(str(job.user_id), job.guild_id, job.channel_id)
+        handle = RequestHandle(self.cancel, job.id, requester, request)
+        self._track(handle, self._run_music(handle, request, job.request.get("analysis")))
+        return handle
+
+    async def close(self) -> None:
+        """Stop serving: running jobs stop with reason "shutdown" and stay resumable in the store."""
+        self._closing = True
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._retention_task
+            self._retention_task = None
+        for handle in list(self._active.values()):
+            if not handle._engine_job and handle._task is not None:
+                handle._task.cancel()  # analysing: leave it queued in the store (recovery fails it)
+        try:
+            await self.engine.stop()
+        finally:
+            tasks = [h._task for h in self._active.values() if h._task is not None]
+            if tasks:
+                await asyncio.wait(tasks, timeout=10)
+            if self.analysis is not None:
+                await self.analysis.close()
+
+    # -- limits and admission -------------------------------------------------------------------
+    def limits_for(self, guild_id: str | int | None) -> Limits:
+        """The operator's caps resolved with the server's ``/admin limits`` overrides (sync: one read)."""
+        if guild_id is None:
+            return self.limits
+        # defaults of None: only values an admin set count, never the store's built-in defaults
+        own = self.store.guild_settings(guild_id, defaults={k: None for k in OVERRIDE_KEYS})
+        return resolve_limits(self.limits, own)
+
+    async def admit(self, requester: Requester, *, samples: int = 1, duration: float | None = None) -> None:
+        """The one admission check; raises ``UserInputError`` with the message to show.
+
+        Per-member requests in progress, this server's waiting requests (not the global queue),
+        the engine's total queue, samples and duration against the server's resolved limits.
+        """
+        limits = await asyncio.to_thread(self.limits_for, requester.guild_id)
+        self._check(requester, limits, samples=samples, duration=duration)
+
+    def _check(self, requester: Requester, limits: Limits, *, samples: int, duration: float | None) -> None:
+        if not 1 <= int(samples) <= limits.max_samples:
+            raise UserInputError(f"Samples must be between 1 and {limits.max_samples} here, not {samples}.")
+        if duration is not None and float(duration) > limits.max_duration:
+            cap = _mmss(limits.max_duration)
+            raise UserInputError(f"This server allows at most {cap} per track; choose {cap} or less.")
+        mine = sum(1 for h in self._active.values() if h.requester.user_id == str(requester.user_id))
+        mine = max(mine, len(self.engine.jobs_of(str(requester.user_id))))
+        if mine >= limits.jobs_per_user:
+            raise UserInputError(
+                f"You already have {mine} job(s) in progress (the limit is {limits.jobs_per_user}). "
+                "Wait for one to finish, or `/cancel` it."
+            )
+        here = sum(
+            1
+            for h in self._active.values()
+            if h.waiting
+            and h.requester.guild_id == (None if requester.guild_id is None else str(requester.guild_id))
+        )
+        if here >= limits.queue_size:
+            raise UserInputError(f"The queue is full ({limits.queue_size} jobs). Try again in a few minutes.")
+        if self.engine.queue_length() >= limits.total_queue:
+            raise UserInputError(
+                f"The queue is full ({limits.total_queue} jobs). Try again in a few minutes."
+            )
+
+    # -- submit / cancel ------------------------------------------------------------------------
+    async def submit(
+        self,
+        requester: Requester,
+        request: MusicRequest | DocumentRequest,
+        *,
+        delivery: dict | None = None,
+    ) -> RequestHandle:
+        """Admit, record and start ``request``; returns its handle at once (outputs stream on it).
+
+        ``delivery`` passes the front end's ``interaction_id`` / ``interaction_token`` to the store.
+        Raises ``UserInputError`` when admission refuses (nothing is recorded then).
+        """
+        if self._closing:
+            raise UserInputError("The music engine is shutting down. Try again in a minute.")
+        requester = Requester(
+            str(requester.user_id),
+            None if requester.guild_id is None else str(requester.guild_id),
+            None if requester.channel_id is None else str(requester.channel_id),
+        )
+        limits = await asyncio.to_thread(self.limits_for, requester.guild_id)
+        if isinstance(request, MusicRequest):
+            self._check(requester, limits, samples=request.samples, duration=request.spec.duration)
+            stored = _music_request_dict(request)
+        elif isinstance(request, DocumentRequest):
+            if request.data is None and not (request.text and request.text.strip()):
+                raise UserInputError("Attach a document or paste some text to score.")
+            duration = _parse_duration(request.duration)
+            self._check(requester, limits, samples=1, duration=duration)
+            if self.analysis is None:
+                raise UserInputError("Text mode is not available on this server right now.")
+            stored = {"title": "Music for your text", "document": request.filename or "pasted text"}
+        else:
+            raise TypeError(f"not a request: {type(request).__name__}")
+        # reserve the slot before the first await below, so two racing submits cannot both pass
+        handle = RequestHandle(self.cancel, uuid.uuid4().hex[:12], requester, request)
+        self._active[handle.job_id] = handle
+        delivery = delivery or {}
+        try:
+            await asyncio.to_thread(
+                self.store.create_job,
+                job_id=handle.job_id,
+                user_id=requester.user_id,
+                request=stored,
+                guild_id=requester.guild_id,
+                channel_id=requester.channel_id,
+                interaction_id=delivery.get("interaction_id"),
+                interaction_token=delivery.get("interaction_token"),
+                kind=request.kind,
+                parent_track_id=getattr(request, "parent_track_id", None),
+            )
+        except BaseException:
+            self._active.pop(handle.job_id, None)
+            raise
+        if isinstance(request, DocumentRequest):
+            coro = self._run_document(handle, request, limits)
+        else:
+            coro = self._run_music(handle, request, None)
+        self._track(handle, coro)
+        return handle
+
+    def _track(self, handle: RequestHandle, coro: Any) -> None:
+        self._active[handle.job_id] = handle
+        handle._task = asyncio.create_task(coro, name=f"textunes-request-{handle.job_id}")
+        handle._task.add_done_callback(lambda task, handle=handle: self._settled(handle, task))
+
+    def _settled(self, handle: RequestHandle, task: asyncio.Task) -> None:
+        """A request's task ended. One cancelled before its first step never ran its own handler,
+        and a bug must not leave a subscriber waiting forever: both still end the handle."""
+        if handle.done:
+            self._active.pop(handle.job_id, None)
+            return
+        if task.cancelled():
+            follow_up = self._cancelled_before_engine(handle)
+        else:
+            log.error(
+                "job %s: request task ended without an outcome", handle.job_id, exc_info=task.exception()
+            )
+            follow_up = self._fail(handle, "Something went wrong; please try again.", "error")
+        chore = asyncio.create_task(follow_up)  # stays active until the outcome is recorded
+        self._chores.add(chore)
+        chore.add_done_callback(self._chores.discard)
+        chore.add_done_callback(lambda _t: self._active.pop(handle.job_id, None))
+
+    async def cancel(self, job_id: str, user_id: str | int | None = None) -> bool:
+        """Cancel a request in progress (only its owner's, with ``user_id``); True if it was."""
+        handle = self._active.get(job_id)
+        if handle is None or handle.done:
+            return False
+        if user_id is not None and handle.requester.user_id != str(user_id):
+            return False
+        if handle._engine_job:
+            return await self.engine.cancel(job_id)
+        if handle._task is not None:
+            handle._task.cancel()  # analysing: the lifecycle records the cancellation
+            return True
+        return False
+
+    # -- one request's life ---------------------------------------------------------------------
+    async def _run_document(self, handle: RequestHandle, request: DocumentRequest, limits: Limits) -> None:
+        job_id = handle.job_id
+        try:
+            handle._emit(Analysing(job_id))
+            analysis = await self.analysis.analyze(
+                request.data,
+                request.filename,
+                text=None if request.data is not None else request.text,
+                max_bytes=limits.max_file_bytes,
+                tempo=request.tempo,
+                duration=request.duration if request.duration is not None else DEFAULT_TEXT_DURATION,
+                keywords=tuple(request.keywords),
+            )
+            if analysis.spec.duration > limits.max_duration:
+                cap = _mmss(limits.max_duration)
+                raise UserInputError(f"This server allows at most {cap} per track; choose {cap} or less.")
+            summary = analysis_summary(analysis)
+            title = (f"Music for “{analysis.title}”" if analysis.title else "Music for your text")[
+                :MAX_TITLE_CHARS
+            ]
+            handle.title = title
+            music = MusicRequest(spec=analysis.spec, title=title, kind=request.kind)
+            stored = {**_music_request_dict(music), "analysis": summary}
+            await asyncio.to_thread(self.store.update_job, job_id, request=stored)
+            handle.state = "queued"
+            handle._emit(Analysed(job_id, summary=summary, title=title))
+        except asyncio.CancelledError:
+            await self._cancelled_before_engine(handle)
+            return
+        except UserInputError as exc:
+            await self._fail(handle, str(exc), "input")
+            return
+        except Exception as exc:  # the sandbox could not run at all
+            log.warning("job %s: analysis unavailable: %s", job_id, exc)
+            await self._fail(
+                handle, "I can't read documents right now; please try again in a minute.", "unavailable"
+            )
+            return
+        await self._run_music(handle, music, summary)
+
+    async def _cancelled_before_engine(self, handle: RequestHandle) -> None:
+        if self._closing:  # shutting down: leave it to recovery, which tells the user
+            handle._finish(
+                Failed(handle.job_id, "The bot is restarting.", "shutdown"),
+                JobFailed("The bot is restarting.", reason="shutdown"),
+            )
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.store.mark_cancelled, handle.job_id)
+        handle._finish(Cancelled(handle.job_id), JobCancelled("Cancelled."))
+
+    async def _fail(self, handle: RequestHandle, message: str, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.store.mark_failed, handle.job_id, message)
+        handle._finish(Failed(handle.job_id, message, reason), JobFailed(message, reason=reason))
+
+    async def _run_music(self, handle: RequestHandle, request: MusicRequest, analysis: dict | None) -> None:
+        job_id = handle.job_id
+        try:
+            continue_from: Track | None = None
+            if request.continue_from_track_id:
+                continue_from = await asyncio.to_thread(self.store.load_track, request.continue_from_track_id)
+            engine_handle = await self.engine.submit(
+                JobRequest(
+                    user_id=handle.requester.user_id,
+                    spec=request.spec,
+                    samples=request.samples,
+                    seed=request.seed,
+                    guild_id=handle.requester.guild_id,
+                    job_id=job_id,
+                    continue_from=continue_from,
+                    extend_seconds=request.extend_seconds,
+                )
+            )
+        except asyncio.CancelledError:
+            await self._cancelled_before_engine(handle)
+            return
+        except TexTuneSError as exc:  # queue full, backend unavailable, missing parent track
+            await self._fail(handle, str(exc), "refused")
+            return
+        handle._engine_job = True
+        async for event in engine_handle.events():
+            if event.kind == "queued" and event.position:
+                handle._emit(Queued(job_id, event.position))
+            elif event.kind == "started":
+                handle.state = "running"
+                await asyncio.to_thread(self.store.mark_running, job_id)
+                handle._emit(Started(job_id))
+            elif event.kind == "progress" and event.percent is not None:
+                handle._emit(Progress(job_id, float(event.percent)))
+        try:
+            tracks = await engine_handle.result()
+        except JobCancelled as exc:
+            await asyncio.to_thread(self.store.mark_cancelled, job_id)
+            handle._finish(Cancelled(job_id), exc)
+            return
+        except JobFailed as exc:
+            if exc.reason == "shutdown":
+                # stopping: the job stays queued/running in the store; the next start resumes it
+                log.info("job %s interrupted by shutdown; it resumes on the next start", job_id)
+                handle._finish(Failed(job_id, str(exc), exc.reason), exc)
+                return
+            log.warning("job %s failed (%s): %s", job_id, exc.reason, exc.detail)
+            await self._fail(handle, str(exc), exc.reason)
+            return
+        try:
+            fmt = await asyncio.to_thread(self._format_for, handle.requester.user_id)
+            records = await asyncio.to_thread(self._finish_and_store, job_id, request, analysis, tracks, fmt)
+            await asyncio.to_thread(self.store.mark_done, job_id)  # posting, if any, is the front end's
+        except Exception:
+            log.exception("job %s: finishing or storing the tracks failed", job_id)
+            await self._fail(handle, "The track was made but could not be saved; please try again.", "store")
+            return
+        handle._finish(Done(job_id, records), records)
+
+    def _format_for(self, user_id: str) -> str:
+        """The user's ``/settings format`` when they chose one, else the service's default."""
+        chosen = self.store.user_settings(user_id).get("format")
+        # USER_DEFAULTS fills in a format for everyone; only a different value was chosen by the user
+        if chosen and chosen != USER_DEFAULTS.get("format"):
+            return str(chosen)
+        return self.audio_format
+
+    def _finish_and_store(
+        self,
+        job_id: str,
+        request: MusicRequest,
+        analysis: dict | None,
+        tracks: list[Track],
+        fmt: str,
+    ) -> list[TrackRecord]:
+        from engine.audio import finish
+
+        records = []
+        for index, track in enumerate(tracks):
+            # a continuation keeps its new, longer length; a fresh track gets exactly what was asked
+            duration = None if request.continue_from_track_id else request.spec.duration
+            finished = finish(track, duration=duration)
+            records.append(self.store.add_track(job_id, finished, fmt=fmt, index=index, analysis=analysis))
+        return records
+
+    # -- what front ends read -------------------------------------------------------------------
+    def handle(self, job_id: str) -> RequestHandle | None:
+        """The live handle of a request in progress (None once finished)."""
+        return self._active.get(job_id)
+
+    def queue_position(self, job_id: str) -> int | None:
+        """1-based place in the engine's queue, 0 while generating, None when not in the engine."""
+        return self.engine.position(job_id)
+
+    async def job(self, job_id: str) -> JobRecord | None:
+        return await asyncio.to_thread(self.store.get_job, job_id)
+
+    async def jobs_of(self, user_id: str | int) -> list[JobRecord]:
+        return await asyncio.to_thread(self.store.jobs_of, user_id)
+
+    async def history(
+        self, user_id: str | int, limit: int = 10, *, guild_id: str | int | None = None
+    ) -> list[TrackRecord]:
+        return await asyncio.to_thread(self.store.history, user_id, limit, guild_id=guild_id)
+
+    async def favorites(self, user_id: str | int, limit: int = 100) -> list[TrackRecord]:
+        return await asyncio.to_thread(self.store.favorites, user_id, limit)
+
+    async def set_favorite(self, user_id: str | int, track_id: str, on: bool = True) -> bool:
+        return await asyncio.to_thread(self.store.set_favorite, user_id, track_id, on)
+
+    async def track(self, track_id: str) -> TrackRecord | None:
+        return await asyncio.to_thread(self.store.get_track, track_id)
+
+    async def tracks_of_job(self, job_id: str) -> list[TrackRecord]:
+        return await asyncio.to_thread(self.store.tracks_of_job, job_id)
+
+    async def track_bytes(self, track_id: str) -> bytes:
+        return await asyncio.to_thread(self.store.read_track_bytes, track_id)
+
+    async def load_track(self, track_id: str) -> Track:
+        return await asyncio.to_thread(self.store.load_track, track_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def analysis_summary(analysis: Any) -> dict:
+    """The parts of an ``Analysis`` shown to users and stored with the job and its tracks."""
+    data = analysis.to_dict()
+    return {k: data.get(k) for k in ANALYSIS_KEYS}
+
+
+def _music_request_dict(request: MusicRequest) -> dict:
+    extra: dict[str, Any] = {"title": request.title}
+    if request.extend_seconds:
+        extra["extend_seconds"] = request.extend_seconds
+    if request.continue_from_track_id:
+        extra["continue_from_track_id"] = request.continue_from_track_id
+    return spec_to_request(request.spec, samples=request.samples, seed=request.seed, **extra)
+
+
+def _parse_duration(value: float | str | None) -> float | None:
+    if value is None:
+        return None
+    from engine.prompt import parse_duration
+
+    return parse_duration(value)  # raises a friendly UserInputError when malformed or out of range
+
+
+def _mmss(seconds: float) -> str:
+    whole = int(round(seconds))
+    return f"{whole // 60}:{whole % 60:02d}"
