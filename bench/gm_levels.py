@@ -5,7 +5,7 @@
 Each program plays the same 4-second phrase (a broken triad in its comfortable register, velocity
 90, CC7 127); the integrated loudness (LUFS) of that solo is its level. The arranger sets each part's
 CC7 from (role target - level), so a quiet patch (piano) and a loud one (saw lead) sit equally in a
-mix. Re-run and paste the output into engine/generation/arranger.py when the SoundFont changes.
+mix. Re-run and paste the output into engine/generation/arranger/gm_levels.py when the SoundFont changes.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ def _linear_1024_to_4096(int8: bool):
     """One Linear of the decoder's feed-forward shape, int8-quantised by the product's own helper."""
     import torch
 
-    from engine.generation.musicgen import int8_linears
+    from engine.generation.int8 import int8_linears
 
     layer = torch.nn.Linear(1024, 4096, bias=False)
     return int8_linears(layer) if int8 else layer

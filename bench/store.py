@@ -9,6 +9,7 @@ bot uses it; per-op numbers are wall time divided by the operation count.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import tempfile
 import threading
@@ -81,6 +82,17 @@ def main() -> None:
             ("claim_delivery (8 racing threads, per job)", args.jobs, _timed(claim_threads, args.jobs))
         )
         rows.append(("job_spec", args.jobs, _timed(lambda: [store.job_spec(j) for j in ids], args.jobs)))
+        # the async face (one store thread) against the default pool, every call awaited at once
+        for label, call in (
+            ("store.aio", lambda j: store.aio.job_spec(j)),
+            ("asyncio.to_thread", lambda j: asyncio.to_thread(store.job_spec, j)),
+        ):
+
+            async def all_at_once(call=call) -> None:
+                await asyncio.gather(*(call(j) for j in ids))
+
+            rows.append((f"job_spec awaited via {label}", args.jobs,
+                         _timed(lambda run=all_at_once: asyncio.run(run()), args.jobs)))  # fmt: skip
 
         track = _track(args.seconds)
         n = args.tracks

@@ -335,9 +335,10 @@ def test_int8_quantises_linear_layers_keeps_codec_float_and_stays_close_to_float
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/maps")
 def test_int8_model_owns_its_tensors_so_the_checkpoint_mapping_can_go(tiny_musicgen_dir: Path) -> None:
     from engine.generation import musicgen as mg
+    from engine.generation.int8 import checkpoint_mappings
 
     def in_mapping(model) -> int:
-        ranges = mg._checkpoint_mappings()
+        ranges = checkpoint_mappings()
         tensors = [*model.parameters(), *model.buffers()]
         return sum(any(a <= t.data_ptr() < b for a, b in ranges) for t in tensors)
 

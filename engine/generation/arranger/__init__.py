@@ -1,0 +1,185 @@
+"""The embedded offline backend: a seeded multi-part MIDI arrangement rendered with a GM SoundFont.
+
+No model weights and no network: a ``MusicSpec`` (genres, moods, instruments, bpm, mode, key,
+energy, duration) becomes
+
+* a style (drum groove, default instruments, comping pattern, swing) chosen from the genres,
+* a form: intro / A / B / outro built from 4-bar phrases (so it is not a one-bar loop),
+* a chord progression per section chosen by mode and style (I-V-vi-IV, i-VI-III-VII, ii-V-I, 12-bar
+  blues, ...), voiced with voice leading,
+* bass, comping, pad, a melody developed from a seeded motif, and GM drums,
+
+written with ``pretty_midi`` and rendered by ``midirenderer`` with pretty_midi's bundled TimGM6mb.sf2.
+Everything random comes from ``numpy`` generators keyed on (seed, bar / phrase), which makes the
+output deterministic per seed AND prefix-stable: the same seed planned for a longer duration plays
+the same bars up to the original outro, which is what ``generate_continuation`` relies on.
+
+The package: data tables in ``styles`` (genre -> style), ``instruments`` (names -> GM programs, ranges),
+``gm_levels`` (measured patch loudness) and ``grooves`` (drum grids, rhythms); ``theory`` (keys,
+chords, form); ``builder`` + ``voices`` (the MIDI arrangement); ``render`` (MIDI -> audio);
+``backend`` (``ArrangerBackend``).
+"""
+
+from __future__ import annotations
+
+from engine.generation.arranger.backend import (
+    MAX_SECONDS,
+    MODEL_ID,
+    ArrangerBackend,
+)
+from engine.generation.arranger.builder import (
+    Arrangement,
+    Parts,
+    arrange,
+    orchestrate,
+)
+from engine.generation.arranger.gm_levels import (
+    DRUM_KIT_LEVEL,
+    GM_LEVELS,
+    ROLE_TARGETS,
+    STYLE_TARGETS,
+)
+from engine.generation.arranger.grooves import (
+    CLAP,
+    CLAVES,
+    CLOSED_HAT,
+    CONGA_HI,
+    CONGA_LO,
+    COWBELL,
+    CRASH,
+    DEFAULT_LAYERS,
+    DRUM_GROOVES,
+    FLOOR_TOM,
+    HIGH_TOM,
+    INTRO_KEYS,
+    KICK,
+    LOW_TOM,
+    MID_TOM,
+    OPEN_HAT,
+    PEDAL_HAT,
+    PERCUSSION_LAYERS,
+    RHYTHMS,
+    RIDE,
+    RIDE_BELL,
+    RIM,
+    SHAKER,
+    SNARE,
+    TAMBOURINE,
+)
+from engine.generation.arranger.instruments import (
+    BASS_PROGRAMS,
+    FALLBACK_PROGRAMS,
+    FULL_KIT_NOTES,
+    POLYPHONIC,
+    instrument_program,
+    tessitura,
+)
+from engine.generation.arranger.render import (
+    PEAK_CEILING,
+    RENDER_GAIN,
+    SAMPLE_RATE,
+    SOUNDFONT_NAME,
+    decode_wav,
+    lofi_colour,
+    midi_bytes,
+    render_arrangement,
+    render_midi,
+    soundfont_bytes,
+)
+from engine.generation.arranger.styles import (
+    GENRE_RULES,
+    STYLES,
+    Style,
+    style_for,
+)
+from engine.generation.arranger.theory import (
+    BODY_CYCLE,
+    MAJOR_SCALE,
+    MINOR_SCALE,
+    NOTE_NAMES,
+    PHRASE_BARS,
+    PROGRESSIONS,
+    BarPlan,
+    Chord,
+    InvalidArrangerInput,
+    bars_for,
+    build_chord,
+    default_intro_bars,
+    default_outro_bars,
+    tonic_pitch_class,
+    voice_chord,
+)
+
+__all__ = [
+    "Arrangement",
+    "ArrangerBackend",
+    "BASS_PROGRAMS",
+    "BODY_CYCLE",
+    "BarPlan",
+    "CLAP",
+    "CLAVES",
+    "CLOSED_HAT",
+    "CONGA_HI",
+    "CONGA_LO",
+    "COWBELL",
+    "CRASH",
+    "Chord",
+    "DEFAULT_LAYERS",
+    "DRUM_GROOVES",
+    "DRUM_KIT_LEVEL",
+    "FALLBACK_PROGRAMS",
+    "FLOOR_TOM",
+    "FULL_KIT_NOTES",
+    "GENRE_RULES",
+    "GM_LEVELS",
+    "HIGH_TOM",
+    "INTRO_KEYS",
+    "InvalidArrangerInput",
+    "KICK",
+    "LOW_TOM",
+    "MAJOR_SCALE",
+    "MAX_SECONDS",
+    "MID_TOM",
+    "MINOR_SCALE",
+    "MODEL_ID",
+    "NOTE_NAMES",
+    "OPEN_HAT",
+    "PEAK_CEILING",
+    "PEDAL_HAT",
+    "PERCUSSION_LAYERS",
+    "PHRASE_BARS",
+    "POLYPHONIC",
+    "PROGRESSIONS",
+    "Parts",
+    "RENDER_GAIN",
+    "RHYTHMS",
+    "RIDE",
+    "RIDE_BELL",
+    "RIM",
+    "ROLE_TARGETS",
+    "SAMPLE_RATE",
+    "SHAKER",
+    "SNARE",
+    "SOUNDFONT_NAME",
+    "STYLES",
+    "STYLE_TARGETS",
+    "Style",
+    "TAMBOURINE",
+    "arrange",
+    "bars_for",
+    "build_chord",
+    "decode_wav",
+    "default_intro_bars",
+    "default_outro_bars",
+    "instrument_program",
+    "lofi_colour",
+    "midi_bytes",
+    "orchestrate",
+    "tonic_pitch_class",
+    "render_arrangement",
+    "render_midi",
+    "soundfont_bytes",
+    "style_for",
+    "tessitura",
+    "voice_chord",
+]
