@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.ratelimit import Rate, stricter
+from engine import limits as engine_limits
 from engine.errors import UserInputError
 from engine.store import GUILD_DEFAULTS
 
@@ -70,25 +71,29 @@ def server_rates(store: Any, guild_id: int | str | None) -> tuple[Rate | None, R
     return (Rate(int(user), 60.0) if user else None, Rate(int(guild), 60.0) if guild else None)
 
 
+def operator_limits(settings: Any) -> engine_limits.Limits:
+    """The operator's caps as the engine's ``Limits`` (what ``MusicService`` enforces)."""
+
+    def rate(value: Rate) -> tuple[int, float]:
+        return (value.count, value.per) if value.enabled else (0, 0.0)
+
+    return engine_limits.Limits(
+        max_duration=float(settings.max_duration),
+        max_samples=int(settings.max_samples),
+        jobs_per_user=int(settings.per_user_jobs),
+        queue_size=int(settings.max_queue),
+        user_rate=rate(settings.user_rate),
+        guild_rate=rate(settings.guild_rate),
+        max_file_bytes=int(settings.max_file_bytes),
+    )
+
+
 def check_override(settings: Any, key: str, value: Any) -> None:
-    """Refuse (UserInputError) a server override above the operator's cap, before it is saved."""
+    """Refuse (UserInputError) a server override above the operator's cap, before it is saved
+    (``engine.limits.check_override``); a host without settings has only the store's ranges."""
     if value is None or settings is None:
         return
-    if key in CAPS:
-        cap = operator_caps(settings)[key]
-        if float(value) > float(cap):
-            shown = f"{cap:g} s" if key == "max_duration" else f"{cap:g}"
-            raise UserInputError(
-                f"{key.replace('_', ' ')} can be at most {shown} here: servers can lower the bot's "
-                "limits, not raise them."
-            )
-    elif key in RATES:
-        operator = operator_rate(settings, key)
-        if operator.enabled and int(value) / 60.0 > operator.count / operator.per:
-            raise UserInputError(
-                f"{key.replace('_', ' ')} can be at most {per_minute(operator)} here: servers can lower "
-                "the bot's limits, not raise them."
-            )
+    engine_limits.check_override(operator_limits(settings), key, value)
 
 
 def check_duration(limits: dict, seconds: float) -> None:

@@ -11,6 +11,7 @@ from bot.checks import require_owner
 from bot.components import EditPromptButton, ExtendButton, RegenerateButton, VariationButton
 from bot.delivery.plan import JobPlan
 from bot.delivery.progress import start_interaction_job
+from bot.delivery.variation import start_variation
 from bot.replies import FrontCog, answer_error
 from engine.errors import UserInputError
 from engine.spec import Track
@@ -38,14 +39,18 @@ class TrackButtons(FrontCog):
         require_owner(job.user_id, interaction.user.id)
         return job
 
-    async def _owned_track(self, interaction: discord.Interaction, track_id: str) -> tuple[JobRecord, Track]:
-        store = self.bot.store
-        record = await asyncio.to_thread(store.get_track, track_id)
+    async def _owned_job_of_track(self, interaction: discord.Interaction, track_id: str) -> JobRecord:
+        record = await asyncio.to_thread(self.bot.store.get_track, track_id)
         if record is None:
             raise UserInputError(GONE)
-        job = await self._owned_job(interaction, record.job_id)
+        if not record.available:
+            raise UserInputError("The audio of that track has expired; make it again with /bgm.")
+        return await self._owned_job(interaction, record.job_id)
+
+    async def _owned_track(self, interaction: discord.Interaction, track_id: str) -> tuple[JobRecord, Track]:
+        job = await self._owned_job_of_track(interaction, track_id)
         # a file cleaned up by the retention policy raises UserInputError, answered privately
-        return job, await asyncio.to_thread(store.load_track, track_id)
+        return job, await asyncio.to_thread(self.bot.store.load_track, track_id)
 
     async def regenerate(self, interaction: discord.Interaction, job_id: str) -> None:
         job = await self._owned_job(interaction, job_id)
@@ -74,16 +79,17 @@ class TrackButtons(FrontCog):
             extend_seconds=max(track.duration - opening.duration, 1.0),
             title="A variation",
         )
-        await start_interaction_job(self.bot, interaction, plan, kind="variation", parent_track_id=track_id)
+        await start_variation(self.bot, interaction, plan, parent_track_id=track_id)
 
     async def extend(self, interaction: discord.Interaction, track_id: str) -> None:
-        job, track = await self._owned_track(interaction, track_id)
+        job = await self._owned_job_of_track(interaction, track_id)
+        track = await asyncio.to_thread(self.bot.store.get_track, track_id)
         if track.duration + EXTEND_SECONDS > MAX_TRACK_SECONDS:
             raise UserInputError(f"Tracks can be at most {MAX_TRACK_SECONDS / 60:.0f} minutes long.")
         plan = JobPlan(
             spec=job.spec.with_(duration=track.duration + EXTEND_SECONDS),
             samples=1,
-            continue_from=track,
+            continue_from_track_id=track_id,
             extend_seconds=EXTEND_SECONDS,
             title="Your track, extended",
         )

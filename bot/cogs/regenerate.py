@@ -13,12 +13,13 @@ import discord
 from discord.ext import commands
 
 from bot.checks import channel_block_reason, is_owner
-from bot.delivery.plan import JobPlan, record_job
+from bot.delivery.plan import JobPlan
 from bot.delivery.posting import REGENERATE_EMOJI
-from bot.delivery.progress import capacity_refusal, run_job
+from bot.delivery.progress import capacity_refusal, follow, music_request, requester_of
 from bot.delivery.surfaces import ChannelSurface
 from bot.ratelimit import limiter_for
 from bot.replies import FrontCog
+from engine.errors import UserInputError
 
 log = logging.getLogger("textunes.bot")
 
@@ -58,7 +59,10 @@ class Regenerate(FrontCog):
         blocked = await asyncio.to_thread(
             channel_block_reason, bot.store, payload.guild_id, payload.channel_id, parent
         )
-        refusal = await capacity_refusal(bot, payload.user_id, payload.guild_id) if not blocked else None
+        requester = requester_of(payload.user_id, payload.guild_id, payload.channel_id)
+        refusal = None
+        if not blocked:
+            refusal = await capacity_refusal(bot, requester, samples=job.samples, duration=job.spec.duration)
         if blocked or refusal:
             text, wait = (blocked, 60.0) if blocked else (refusal.text, refusal.retry_after)
             await self._tell_once(payload.user_id, text, wait)
@@ -66,18 +70,12 @@ class Regenerate(FrontCog):
         plan = JobPlan(
             spec=job.spec, samples=job.samples, analysis=job.request.get("analysis"), title="Another take"
         )
-        new_job = await asyncio.to_thread(
-            record_job,
-            bot,
-            plan,
-            user_id=payload.user_id,
-            guild_id=payload.guild_id,
-            channel_id=payload.channel_id,
-            kind="regenerate",
-        )
         surface = ChannelSurface(channel, original, owner=payload.user_id)
         try:
-            await run_job(bot, surface, new_job, plan)
+            handle = await bot.service.submit(requester, music_request(plan, kind="regenerate"))
+            await follow(bot, surface, handle, plan)
+        except UserInputError as exc:  # admitted a moment ago, refused now (the queue filled up)
+            await self._tell_once(payload.user_id, str(exc), 60.0)
         except discord.HTTPException as exc:
             log.warning("regenerate for message %s failed: %s", payload.message_id, exc)
 

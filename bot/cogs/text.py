@@ -1,21 +1,24 @@
-"""``/bgm-from-text``: a document (or pasted text) → analysis → music that fits it."""
+"""``/bgm-from-text``: a document (or pasted text) → the engine's analysis sandbox → music that fits it.
+
+The bot never reads or analyses a document itself: it checks what Discord says about the upload
+(name, size), downloads it and hands the bytes to ``MusicService`` as a ``DocumentRequest``; the
+service reads and analyses it in a separate process with time and memory limits.
+"""
 
 from __future__ import annotations
-
-import asyncio
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.checks import channel_allowed
-from bot.delivery.plan import JobPlan, analysis_summary
-from bot.delivery.progress import capacity_refusal, start_interaction_job
-from bot.limits import check_duration, guild_limits
+from bot.delivery.plan import JobPlan
+from bot.delivery.progress import capacity_refusal, requester_of, start_interaction_job
 from bot.replies import FrontCog
 from bot.transformers import DurationOption, Keywords, TempoOption
 from engine.errors import UserInputError
-from engine.text.ingest import check_upload, document_from_text, read_document
+from engine.service import DocumentRequest
+from engine.text.ingest import check_upload
 
 
 class TextMode(FrontCog):
@@ -42,40 +45,29 @@ class TextMode(FrontCog):
         tempo: TempoOption | None = None,
         keywords: Keywords | None = None,
     ) -> None:
-        bot, store = self.bot, self.bot.store
+        bot = self.bot
         if file is None and not (text and text.strip()):
             raise UserInputError("Attach a document (`file`) or paste some `text` to score.")
-        max_bytes = bot.settings.max_file_bytes
         if file is not None:  # name and size are known before downloading anything
-            check_upload(file.filename, file.size, max_bytes=max_bytes)
-        limits = await asyncio.to_thread(guild_limits, store, interaction.guild_id, bot.settings)
-        if duration is not None:
-            check_duration(limits, duration)
+            check_upload(file.filename, file.size, max_bytes=bot.settings.max_file_bytes)
+        requester = requester_of(interaction.user.id, interaction.guild_id, interaction.channel_id)
         # analysing costs as much as making music: the request takes its rate-limit token now, so a
         # document that fails to read or analyse is not free (and the answer is still private)
-        refusal = await capacity_refusal(bot, interaction.user.id, interaction.guild_id)
+        refusal = await capacity_refusal(bot, requester, duration=duration)
         if refusal:
             raise UserInputError(refusal.text)
         await interaction.response.defer(thinking=True)
-        if file is not None:
-            data = await file.read()
-            doc = await asyncio.to_thread(read_document, data, file.filename, max_bytes=max_bytes)
-        else:
-            doc = await asyncio.to_thread(document_from_text, text or "")
-        await interaction.edit_original_response(content="📖 Reading your text…")
-        analyzer = await bot.analyzer()
-        analysis = await asyncio.to_thread(
-            analyzer.analyze,
-            doc.text,
-            title=doc.title,
+        data = await file.read() if file is not None else None
+        request = DocumentRequest(
+            data=data,
+            filename=file.filename if file is not None else None,
+            text=None if file is not None else text,
+            duration=duration,
             tempo=tempo,
-            duration=duration or 15,
             keywords=tuple(keywords or ()),
         )
-        check_duration(limits, analysis.spec.duration)
-        title = f"Music for “{doc.title}”" if doc.title else "Music for your text"
-        plan = JobPlan(spec=analysis.spec, analysis=analysis_summary(analysis), title=title[:120])
-        await start_interaction_job(bot, interaction, plan, kind="text", charged=True)
+        plan = JobPlan(spec=None, title="Music for your text", document=True)
+        await start_interaction_job(bot, interaction, plan, kind="text", request=request, charged=True)
 
 
 async def setup(bot: commands.Bot) -> None:

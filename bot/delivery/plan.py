@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import discord
 
@@ -16,12 +15,14 @@ from engine.store import JobRecord, spec_to_request
 class JobPlan:
     """What to run for a job: the spec plus how (samples, continuation)."""
 
-    spec: MusicSpec
+    spec: MusicSpec | None  # None in text mode until the analysis has chosen one
     samples: int = 1
-    continue_from: Track | None = None
+    continue_from: Track | None = None  # a variation: the opening to continue (engine-direct path)
+    continue_from_track_id: str | None = None  # extend: the stored track to continue
     extend_seconds: float = 0.0
     analysis: dict | None = None  # text mode: shown in the embed and stored with the tracks
     title: str = "Your track"
+    document: bool = False  # text mode: a read/analysis failure is told privately
 
     @property
     def shown_title(self) -> str:
@@ -55,10 +56,3 @@ def record_job(
         kind=kind,
         parent_track_id=parent_track_id,
     )
-
-
-def analysis_summary(analysis: Any) -> dict:
-    """The parts of an Analysis shown in Discord and stored with the job."""
-    data = analysis.to_dict()
-    keep = ("language", "summary", "topic", "emotion", "valence", "arousal", "reasons", "truncated")
-    return {k: data.get(k) for k in keep}

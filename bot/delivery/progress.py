@@ -1,8 +1,9 @@
-"""Running one job for Discord: admission, submit, progress edits, then the finished tracks posted.
+"""Following one request for Discord: admission, submit to the engine's ``MusicService``, its outputs
+shown as progress edits, then the finished tracks posted once.
 
-Every feature (``/bgm``, ``/bgm-from-text``, 🔁, the buttons, restart recovery) ends in ``run_job``,
-so the rules live in one place: the store records each step and every failure reaches the user as
-a friendly message.
+The service owns the request (job record, analysis in its sandbox, generation, finishing and storing
+the audio in the member's format); this module only turns its typed outputs into Discord messages.
+Every feature (``/bgm``, ``/bgm-from-text``, 🔁, the buttons, restart recovery) ends in ``follow``.
 """
 
 from __future__ import annotations
@@ -15,16 +16,27 @@ from dataclasses import dataclass
 import aiohttp
 import discord
 
-from bot.delivery.plan import JobPlan, record_job
+from bot.delivery.plan import JobPlan
 from bot.delivery.posting import describe_error, post_tracks, safe_fail
 from bot.delivery.surfaces import InteractionSurface, Surface
-from bot.limits import guild_limits, server_rates
+from bot.limits import server_rates
 from bot.ratelimit import limiter_for
 from bot.replies import reply_private
 from engine.errors import UserInputError
-from engine.jobs import JobCancelled, JobFailed, JobRequest
-from engine.spec import Track
-from engine.store import USER_DEFAULTS, JobRecord, TrackRecord
+from engine.service import (
+    Analysed,
+    Analysing,
+    Cancelled,
+    Done,
+    Failed,
+    MusicRequest,
+    Progress,
+    Queued,
+    Requester,
+    RequestHandle,
+    Started,
+)
+from engine.store import TrackRecord
 
 log = logging.getLogger("textunes.bot")
 
@@ -42,97 +54,75 @@ async def _safe_update(surface: Surface, content: str) -> None:
         log.info("progress message not updated (%s)", describe_error(exc))
 
 
-async def run_job(bot, surface: Surface, job: JobRecord, plan: JobPlan) -> list[TrackRecord]:
-    """Submit ``job`` to the engine, keep ``surface`` informed, post the result once."""
-    store = bot.store
-    try:
-        handle = await bot.engine.submit(
-            JobRequest(
-                user_id=str(job.user_id),
-                spec=plan.spec,
-                samples=plan.samples,
-                guild_id=job.guild_id,
-                job_id=job.id,
-                continue_from=plan.continue_from,
-                extend_seconds=plan.extend_seconds,
-            )
-        )
-    except UserInputError as exc:  # queue full, too many jobs for this user, bad samples
-        await asyncio.to_thread(store.mark_failed, job.id, str(exc))
-        await safe_fail(surface, f"⚠️ {exc}")
-        return []
+async def _fail_document(surface: Surface, message: str) -> None:
+    """A document that could not be read or analysed: only its sender hears about it (the public
+    "thinking…" reply goes), as for any other mistake in what they sent."""
+    if isinstance(surface, InteractionSurface) and surface.usable():
+        try:
+            await reply_private(surface.interaction, f"⚠️ {message}")  # type: ignore[arg-type]
+            return
+        except discord.HTTPException as exc:
+            log.info("private failure not sent (%s)", describe_error(exc))
+    await safe_fail(surface, f"⚠️ {message}")
 
+
+async def follow(bot, surface: Surface, handle: RequestHandle, plan: JobPlan) -> list[TrackRecord]:
+    """Show ``handle``'s outputs on ``surface`` and post its stored tracks once (``claim_delivery``)."""
     interval = getattr(bot.settings, "progress_interval", 2.0)
     last_edit = 0.0
-    async for event in handle.events():
+    analysed = False
+    async for out in handle:
         now = time.monotonic()
-        if event.kind == "queued" and event.position:
-            await _safe_update(surface, f"⏳ **{plan.shown_title}** — queued, position {event.position}.")
+        if isinstance(out, Analysing):
+            await _safe_update(surface, "📖 Reading your text…")
+        elif isinstance(out, Analysed):
+            analysed, plan.title, plan.analysis = True, out.title, out.summary
+        elif isinstance(out, Queued) and out.position:
+            await _safe_update(surface, f"⏳ **{plan.shown_title}** — queued, position {out.position}.")
             last_edit = now
-        elif event.kind == "started":
-            await asyncio.to_thread(store.mark_running, job.id)
+        elif isinstance(out, Started):
             await _safe_update(surface, f"🎼 **{plan.shown_title}** — generating… {_percent_bar(0)} 0%")
             last_edit = now
-        elif event.kind == "progress" and event.percent is not None and now - last_edit >= interval:
-            pct = event.percent
+        elif isinstance(out, Progress) and now - last_edit >= interval:
+            pct = out.percent
             await _safe_update(
                 surface, f"🎼 **{plan.shown_title}** — generating… {_percent_bar(pct)} {pct:.0f}%"
             )
             last_edit = now
-    try:
-        tracks = await handle.result()
-    except JobCancelled:
-        await asyncio.to_thread(store.mark_cancelled, job.id)
-        await safe_fail(surface, f"🛑 **{plan.shown_title}** — cancelled.")
-        return []
-    except JobFailed as exc:
-        if exc.reason == "shutdown":
-            # the bot is stopping: keep the job queued/running in the store so the next start
-            # (setup_hook → recover_unfinished → resume_job) finishes and posts it
-            log.info("job %s interrupted by shutdown; it resumes on the next start", job.id)
-            try:  # best effort: Discord's session may already be closing
-                await surface.update(
-                    f"⏸️ **{plan.shown_title}** — the bot is restarting; the track follows when it is back."
-                )
-            except Exception:
-                log.debug("could not say that job %s is paused", job.id)
+        elif isinstance(out, Cancelled):
+            await safe_fail(surface, f"🛑 **{plan.shown_title}** — cancelled.")
             return []
-        log.warning("job %s failed (%s): %s", job.id, exc.reason, exc.detail)
-        await asyncio.to_thread(store.mark_failed, job.id, str(exc))
-        await safe_fail(surface, f"⚠️ **{plan.shown_title}** failed: {exc}")
-        return []
-    return await deliver_tracks(bot, surface, job, plan, tracks)
+        elif isinstance(out, Failed):
+            await _failed(surface, plan, out, document=plan.document and not analysed)
+            return []
+        elif isinstance(out, Done):
+            job = await asyncio.to_thread(bot.store.get_job, handle.job_id)
+            if job is None:
+                log.warning("job %s vanished from the store before posting", handle.job_id)
+                return []
+            if plan.spec is None:
+                plan.spec = job.spec  # text mode: the spec the analysis chose
+            await post_tracks(bot, surface, job, plan, list(out.tracks))
+            return list(out.tracks)
+    return []
 
 
-def _finish_and_store(bot, job: JobRecord, plan: JobPlan, tracks: list[Track]) -> list[TrackRecord]:
-    from engine.audio import finish
-
-    fmt = track_format(bot, job.user_id)
-    records = []
-    for index, track in enumerate(tracks):
-        # a continuation keeps its new, longer length; a fresh track gets exactly what was asked
-        duration = None if plan.continue_from is not None else plan.spec.duration
-        finished = finish(track, duration=duration)
-        records.append(bot.store.add_track(job.id, finished, fmt=fmt, index=index, analysis=plan.analysis))
-    return records
-
-
-def track_format(bot, user_id: int | str) -> str:
-    """The member's ``/settings format`` when set, else the bot's ``TEXTUNES_AUDIO_FORMAT``."""
-    chosen = bot.store.user_settings(user_id).get("format")
-    # the store fills in USER_DEFAULTS' format for everyone: only another value is a member's choice
-    if chosen and chosen != USER_DEFAULTS.get("format"):
-        return str(chosen)
-    return getattr(bot.settings, "audio_format", "mp3")
-
-
-async def deliver_tracks(
-    bot, surface: Surface, job: JobRecord, plan: JobPlan, tracks: list[Track]
-) -> list[TrackRecord]:
-    """Store the finished ``tracks`` (once) and post them (once)."""
-    records = await asyncio.to_thread(_finish_and_store, bot, job, plan, tracks)
-    await post_tracks(bot, surface, job, plan, records, tracks)
-    return records
+async def _failed(surface: Surface, plan: JobPlan, out: Failed, *, document: bool) -> None:
+    if out.reason == "shutdown":
+        # the bot is stopping: the job stays queued/running in the store; the next start resumes it
+        log.info("job %s interrupted by shutdown; it resumes on the next start", out.job_id)
+        try:  # best effort: Discord's session may already be closing
+            await surface.update(
+                f"⏸️ **{plan.shown_title}** — the bot is restarting; the track follows when it is back."
+            )
+        except Exception:  # noqa: BLE001
+            log.debug("could not say that job %s is paused", out.job_id)
+    elif document and out.reason in ("input", "unavailable"):
+        await _fail_document(surface, out.message)
+    elif out.reason in ("input", "refused"):
+        await safe_fail(surface, f"⚠️ {out.message}")
+    else:
+        await safe_fail(surface, f"⚠️ **{plan.shown_title}** failed: {out.message}")
 
 
 @dataclass(frozen=True)
@@ -143,33 +133,50 @@ class Refusal:
     retry_after: float = 60.0
 
 
+def requester_of(user_id: int | str, guild_id: int | None, channel_id: int | None) -> Requester:
+    return Requester(
+        str(user_id),
+        None if guild_id is None else str(guild_id),
+        None if channel_id is None else str(channel_id),
+    )
+
+
 async def capacity_refusal(
-    bot, user_id: int | str, guild_id: int | None, *, charge: bool = True
+    bot,
+    requester: Requester,
+    *,
+    samples: int = 1,
+    duration: float | None = None,
+    charge: bool = True,
 ) -> Refusal | None:
-    """Say no before deferring (so the answer can be private): too many jobs, queue full, or making
-    tracks faster than the rate limit (the answer then says when to retry).
+    """Say no before deferring (so the answer can be private): the service's one admission check
+    (jobs per member, this server's queue, samples, duration), then the rate limit.
 
     Every path that makes music comes here, so this is where the rate limit is counted: a request
-    that passes takes a token from the member's and the server's buckets. ``charge=False`` only
-    looks (an early check before slow work that is charged when it really starts).
+    that passes takes a token from the member's and the server's buckets.
     """
-    limits = await asyncio.to_thread(guild_limits, bot.store, guild_id, bot.settings)
-    mine = len(bot.engine.jobs_of(str(user_id)))
-    per_user = int(limits["jobs_per_user"])
-    if mine >= per_user:
-        return Refusal(
-            f"You already have {mine} job(s) in progress (the limit is {per_user}). "
-            "Wait for one to finish, or `/cancel` it."
-        )
-    queue_size = int(limits["queue_size"])
-    if bot.engine.queue_length() >= queue_size:
-        return Refusal(f"The queue is full ({queue_size} jobs). Try again in a few minutes.")
+    try:
+        await bot.service.admit(requester, samples=samples, duration=duration)
+    except UserInputError as exc:
+        return Refusal(str(exc))
     # last, so a request refused above does not use up a token
-    user_rate, guild_rate = await asyncio.to_thread(server_rates, bot.store, guild_id)
+    user_rate, guild_rate = await asyncio.to_thread(server_rates, bot.store, requester.guild_id)
     limited = limiter_for(bot).hit(
-        user_id, guild_id, user_rate=user_rate, guild_rate=guild_rate, charge=charge
+        requester.user_id, requester.guild_id, user_rate=user_rate, guild_rate=guild_rate, charge=charge
     )
     return Refusal(limited.message(), limited.retry_after) if limited else None
+
+
+def music_request(plan: JobPlan, *, kind: str, parent_track_id: str | None = None) -> MusicRequest:
+    return MusicRequest(
+        spec=plan.spec,
+        samples=plan.samples,
+        title=plan.title,
+        kind=kind,
+        parent_track_id=parent_track_id,
+        continue_from_track_id=plan.continue_from_track_id,
+        extend_seconds=plan.extend_seconds,
+    )
 
 
 async def start_interaction_job(
@@ -179,29 +186,27 @@ async def start_interaction_job(
     *,
     kind: str,
     parent_track_id: str | None = None,
+    request=None,
     charged: bool = False,
 ) -> list[TrackRecord]:
-    """The common path of every interaction that makes music: check, defer, record, run.
+    """The common path of every interaction that makes music: admit, defer, submit, follow.
 
-    ``charged``: the caller already took this request's rate-limit token (text mode charges it
-    before analysing, so a failing document is not free).
+    ``request``: a ready ``DocumentRequest`` (text mode) instead of the plan's music request;
+    ``charged``: the caller already took this request's rate-limit token.
     """
+    requester = requester_of(interaction.user.id, interaction.guild_id, interaction.channel_id)
     if not charged:
-        refusal = await capacity_refusal(bot, interaction.user.id, interaction.guild_id)
+        refusal = await capacity_refusal(
+            bot, requester, samples=plan.samples, duration=plan.spec.duration if plan.spec else None
+        )
         if refusal:
-            await reply_private(interaction, f"⚠️ {refusal.text}")
-            return []
+            raise UserInputError(refusal.text)
     if not interaction.response.is_done():
         await interaction.response.defer(thinking=True)
-    job = await asyncio.to_thread(
-        record_job,
-        bot,
-        plan,
-        user_id=interaction.user.id,
-        guild_id=interaction.guild_id,
-        channel_id=interaction.channel_id,
-        kind=kind,
-        interaction=interaction,
-        parent_track_id=parent_track_id,
+    handle = await bot.service.submit(
+        requester,
+        request or music_request(plan, kind=kind, parent_track_id=parent_track_id),
+        delivery={"interaction_id": interaction.id, "interaction_token": interaction.token},
     )
-    return await run_job(bot, InteractionSurface(interaction, job), job, plan)
+    job = await asyncio.to_thread(bot.store.get_job, handle.job_id)
+    return await follow(bot, InteractionSurface(interaction, job), handle, plan)

@@ -18,8 +18,9 @@ import discord
 
 from bot.delivery.plan import JobPlan
 from bot.delivery.posting import delivered, describe_error, post_tracks, safe_fail, tell_privately
-from bot.delivery.progress import run_job
+from bot.delivery.progress import follow
 from bot.delivery.surfaces import ChannelSurface, StoredInteraction, job_channel, recovery_surface
+from engine.service import RequestHandle
 from engine.store import JobRecord
 
 log = logging.getLogger("textunes.bot")
@@ -42,19 +43,28 @@ def _plan_of(job: JobRecord, suffix: str = "") -> JobPlan:
     )
 
 
-async def resume_job(bot, job: JobRecord) -> None:
-    """Finish a job that was queued or running when the bot stopped (generated again, posted once)."""
-    if job.channel_id is None:
-        await asyncio.to_thread(bot.store.mark_failed, job.id, "no channel to deliver to")
+async def follow_resumed(bot, handle: RequestHandle) -> None:
+    """A job that was queued or running when the bot stopped, resubmitted by ``MusicService.start``:
+    shown and posted once, in the user's original interaction reply while its token lives."""
+    job = await asyncio.to_thread(bot.store.get_job, handle.job_id)
+    if job is None or job.channel_id is None:
+        log.warning("resumed job %s has no channel to deliver to; its track stays in /history", handle.job_id)
         return
-    plan = _plan_of(job, " (resumed after a restart)")
-    if job.request.get("extend_seconds") and job.parent_track_id:
-        plan.continue_from = await asyncio.to_thread(bot.store.load_track, job.parent_track_id)
-        plan.extend_seconds = float(job.request["extend_seconds"])
     try:
-        await run_job(bot, recovery_surface(bot, job), job, plan)
+        await follow(bot, recovery_surface(bot, job), handle, _plan_of(job, " (resumed after a restart)"))
     except discord.HTTPException as exc:
         log.warning("could not resume job %s: %s", job.id, describe_error(exc))
+
+
+async def post_undelivered(bot, job: JobRecord) -> None:
+    """Tracks stored but never claimed for posting (the bot stopped in between): post them once."""
+    records = await asyncio.to_thread(bot.store.tracks_of_job, job.id)
+    if not records or job.channel_id is None:
+        return
+    try:
+        await post_tracks(bot, recovery_surface(bot, job), job, _plan_of(job), records)
+    except discord.HTTPException as exc:
+        log.warning("could not post job %s after the restart: %s", job.id, describe_error(exc))
 
 
 async def report_given_up(bot, job: JobRecord) -> None:
@@ -120,11 +130,9 @@ async def finish_interrupted_delivery(bot, job: JobRecord) -> None:
     records = await asyncio.to_thread(store.tracks_of_job, job.id)
     if not records:  # only a failure notice is claimed without tracks (report_given_up): show it again
         await asyncio.to_thread(store.release_delivery, job.id)
-        if job.state == "failed":
-            await report_given_up(bot, job)
-        else:
-            await asyncio.to_thread(store.update_job, job.id, state="queued")
-            await resume_job(bot, await asyncio.to_thread(store.get_job, job.id) or job)
+        if job.state != "failed":  # claimed with nothing to post: say it stopped, once
+            job = await asyncio.to_thread(store.mark_failed, job.id, "interrupted by a restart") or job
+        await report_given_up(bot, job)
         return
     plan = _plan_of(job)
     try:
