@@ -161,10 +161,13 @@ def test_the_bot_loads_no_model_library() -> None:
 def test_bot_never_imports_a_model_or_document_parser_even_in_a_function() -> None:
     """bot/ talks to the engine's API: no torch/transformers and no text model or parser module."""
     graph = import_graph(top_level_only=False)
+    text_models = {"engine.text.analyzer", "engine.text.models", "engine.text.summary", "engine.text.emotion"}
     for module, edges in graph.items():
         if module.split(".")[0] != "bot":
             continue
         assert not edges & HEAVY, (module, edges & HEAVY)
+        # documents are read and analysed in the engine's sandbox process, never in the bot's
+        assert not edges & text_models, (module, edges & text_models)
 
 
 def test_the_engine_never_imports_discord() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -213,3 +214,27 @@ async def test_a_server_cannot_raise_the_operators_caps(fake: FakeDiscord, tmp_p
         assert "max duration **0:30**" in await lowered.wait_error()
         too_long = await fake.slash("bgm", {**LOFI, "duration": "0:45"})
         assert "up to 30 s" in await too_long.wait_error()
+
+
+async def test_a_document_that_times_out_is_told_privately_and_the_loop_stays_free(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    """Analysis runs in the engine's sandbox process: a document past its wall limit fails only that
+    request, privately, while the bot's event loop (probed every 10 ms) keeps answering."""
+    from tests.sandbox_inputs import LoopLag, shared_stream_pdf
+
+    slow = fake.add_attachment("slow.pdf", shared_stream_pdf(), "application/pdf")
+    settings = settings_for(tmp_path, analysis_seconds=1.0, preload_text=True)
+    async with running_bot(fake, settings) as bot:
+        assert bot.sandbox.pid is not None and bot.sandbox.pid != os.getpid()  # loaded, elsewhere
+        async with LoopLag() as lag:
+            inter = await fake.slash("bgm-from-text", {"file": slow})
+            error = await inter.wait_error(timeout=60)
+        assert "too large or complex to read within 1 s" in error and "⚠️" in error
+        await fake.wait_until(
+            lambda: inter.original is not None and inter.original.deleted, 10, "thinking… gone"
+        )
+        assert not track_posts(fake) and not [m for m in fake.channel_messages() if not m.deleted]
+        assert len(lag.lags) > 50, len(lag.lags)
+        assert lag.p99() < 0.050, f"event-loop lag p99 {lag.p99() * 1000:.1f} ms"
+        await (await fake.slash("bgm", LOFI)).wait_result(timeout=60)  # the bot still serves
