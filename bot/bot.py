@@ -24,7 +24,7 @@ from bot.limits import operator_limits
 from bot.replies import NO_MENTIONS
 from bot.settings import Settings
 from engine.jobs import EngineConfig, JobEngine
-from engine.service import MusicService
+from engine.service import MusicService, RetentionPolicy
 from engine.store import Store
 from engine.text.sandbox import AnalysisSandbox, SandboxLimits
 
@@ -72,8 +72,17 @@ class TexTuneSBot(commands.Bot):
                 job_timeout=settings.job_timeout,
             )
         )
+        retention = (
+            RetentionPolicy(max_bytes=int(settings.max_stored_mb * 1024 * 1024))
+            if settings.max_stored_mb > 0
+            else None
+        )
         self.service = MusicService(
-            self.store, self.engine, limits=operator_limits(settings), audio_format=settings.audio_format
+            self.store,
+            self.engine,
+            limits=operator_limits(settings),
+            audio_format=settings.audio_format,
+            retention=retention,  # at start and daily: the size cap, then orphan files
         )
         self.sandbox = AnalysisSandbox(
             SandboxLimits(

@@ -50,6 +50,8 @@ class Settings:
     # may map beyond the loaded models; going over either fails that request with a clear message
     analysis_seconds: float = 30.0
     analysis_memory_mb: int = 1500
+    # audio kept on disk (MB; 0 = no cap): the oldest non-favourite tracks go first, at start and daily
+    max_stored_mb: float = 2048.0
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "token")
@@ -142,6 +144,9 @@ class Settings:
             preload_text=flag("TEXTUNES_PRELOAD_TEXT", True),
             analysis_seconds=number("TEXTUNES_ANALYSIS_SECONDS", 30.0, float),
             analysis_memory_mb=number("TEXTUNES_ANALYSIS_MEMORY_MB", 1500),
+            max_stored_mb=0.0
+            if text("TEXTUNES_MAX_STORED_MB") == "0"
+            else number("TEXTUNES_MAX_STORED_MB", 2048.0, float),
         )
 
     def require_token(self) -> str:
