@@ -41,6 +41,8 @@ class MusicRequest:
     parent_track_id: str | None = None
     continue_from_track_id: str | None = None  # extend: the track to continue
     extend_seconds: float = 0.0
+    keep_seconds: float | None = None  # continue from only the first N s of that track (variation)
+    loop: bool = False  # finish as a seamless loop (no fades)
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class DocumentRequest:
     tempo: str | None = None
     keywords: tuple[str, ...] = ()
     kind: str = "text"
+    instruments: tuple[str, ...] = ()
+    loop: bool = False
+    seed: int | None = None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -29,7 +30,7 @@ from typing import Any
 
 from engine.errors import TexTuneSError, UserInputError
 from engine.jobs import JobCancelled, JobEngine, JobFailed, JobRequest
-from engine.limits import OVERRIDE_KEYS, Limits, resolve_limits
+from engine.limits import OVERRIDE_KEYS, Limits, check_override, resolve_limits
 from engine.requests import (
     Analysed,
     Analysing,
@@ -46,9 +47,15 @@ from engine.requests import (
     RequestHandle,
     Started,
 )
-from engine.retention_task import RetentionPolicy, run_retention_forever, run_retention_once
 from engine.spec import Track
-from engine.store import USER_DEFAULTS, JobRecord, TrackRecord, spec_to_request
+from engine.store import (
+    USER_DEFAULTS,
+    JobRecord,
+    RetentionPolicy,
+    TrackRecord,
+    run_retention_forever,
+    spec_to_request,
+)
 
 log = logging.getLogger("textunes.service")
 
@@ -74,6 +81,7 @@ __all__ = [
 ANALYSIS_KEYS = ("language", "summary", "topic", "emotion", "valence", "arousal", "reasons", "truncated")
 DEFAULT_TEXT_DURATION = 15
 MAX_TITLE_CHARS = 120
+RETENTION_INTERVAL = 24 * 3600.0
 UNDELIVERED_MAX_AGE = 24 * 3600.0  # a finished track older than this is not posted after a restart
 
 
@@ -113,16 +121,18 @@ class MusicService:
         if self.analysis is not None:
             await self.analysis.start()
         if self.retention is not None:
-            await asyncio.to_thread(run_retention_once, self.store, self.retention)
-            self._retention_task = asyncio.create_task(
-                run_retention_forever(self.store, self.retention), name="textunes-retention"
-            )
+            await self.store.aio.call(self.retention.apply, self.store)  # done before anyone asks for tracks
+            self._retention_task = asyncio.create_task(self._retention_daily(), name="textunes-retention")
         return await self.recover()
 
+    async def _retention_daily(self) -> None:
+        await asyncio.sleep(RETENTION_INTERVAL)  # the pass at start just ran
+        await run_retention_forever(self.store, self.retention, RETENTION_INTERVAL)
+
     async def recover(self) -> Recovery:
-        claimed = await asyncio.to_thread(self.store.claimed_undelivered)
-        requeue, gave_up = await asyncio.to_thread(self.store.recover_unfinished)
-        pending = await asyncio.to_thread(self.store.pending_deliveries)
+        claimed = await self.store.aio.claimed_undelivered()
+        requeue, gave_up = await self.store.aio.recover_unfinished()
+        pending = await self.store.aio.pending_deliveries()
         recent = time.time() - UNDELIVERED_MAX_AGE
         undelivered = [
             j for j in pending if j.state == "done" and j.channel_id is not None and j.created_at >= recent
@@ -130,8 +140,7 @@ class MusicService:
         resumed: list[RequestHandle] = []
         for job in requeue:
             if "spec" not in job.request:  # stopped while its document was being read: no spec yet
-                failed = await asyncio.to_thread(
-                    self.store.mark_failed,
+                failed = await self.store.aio.mark_failed(
                     job.id,
                     "The bot restarted while reading your document. Please send it again.",
                 )
@@ -152,6 +161,10 @@ class MusicService:
             parent_track_id=job.parent_track_id,
             continue_from_track_id=job.request.get("continue_from_track_id"),
             extend_seconds=float(job.request.get("extend_seconds") or 0.0),
+            keep_seconds=None
+            if job.request.get("keep_seconds") is None
+            else float(job.request["keep_seconds"]),
+            loop=bool(job.request.get("loop")),
         )
         requester = Requester(str(job.user_id), job.guild_id, job.channel_id)
         handle = RequestHandle(self.cancel, job.id, requester, request)
@@ -187,13 +200,25 @@ class MusicService:
         own = self.store.guild_settings(guild_id, defaults={k: None for k in OVERRIDE_KEYS})
         return resolve_limits(self.limits, own)
 
+    async def server_limits(self, guild_id: str | int | None) -> Limits:
+        """``limits_for`` off the event loop (on the store's thread): what ``/admin limits`` shows."""
+        return await self.store.aio.call(self.limits_for, guild_id)
+
+    async def set_limits(self, guild_id: str | int, **changes: Any) -> Limits:
+        """``/admin limits``: validate every change against the operator's caps (``check_override``:
+        "the operator allows at most N") and only then save them; None resets a key to the operator's
+        value. Returns the server's resolved limits. Raises ``UserInputError``; nothing is saved then."""
+        cleaned = {key: check_override(self.limits, key, value) for key, value in changes.items()}
+        await self.store.aio.set_guild_settings(guild_id, **cleaned)
+        return await self.server_limits(guild_id)
+
     async def admit(self, requester: Requester, *, samples: int = 1, duration: float | None = None) -> None:
         """The one admission check; raises ``UserInputError`` with the message to show.
 
         Per-member requests in progress, this server's waiting requests (not the global queue),
         the engine's total queue, samples and duration against the server's resolved limits.
         """
-        limits = await asyncio.to_thread(self.limits_for, requester.guild_id)
+        limits = await self.store.aio.call(self.limits_for, requester.guild_id)
         self._check(requester, limits, samples=samples, duration=duration)
 
     def _check(self, requester: Requester, limits: Limits, *, samples: int, duration: float | None) -> None:
@@ -202,7 +227,9 @@ class MusicService:
         if duration is not None and float(duration) > limits.max_duration:
             cap = _mmss(limits.max_duration)
             raise UserInputError(f"This server allows at most {cap} per track; choose {cap} or less.")
-        mine = sum(1 for h in self._active.values() if h.requester.user_id == str(requester.user_id))
+        mine = sum(
+            1 for h in self._active.values() if not h.done and h.requester.user_id == str(requester.user_id)
+        )
         mine = max(mine, len(self.engine.jobs_of(str(requester.user_id))))
         if mine >= limits.jobs_per_user:
             raise UserInputError(
@@ -242,7 +269,7 @@ class MusicService:
             None if requester.guild_id is None else str(requester.guild_id),
             None if requester.channel_id is None else str(requester.channel_id),
         )
-        limits = await asyncio.to_thread(self.limits_for, requester.guild_id)
+        limits = await self.store.aio.call(self.limits_for, requester.guild_id)
         if isinstance(request, MusicRequest):
             self._check(requester, limits, samples=request.samples, duration=request.spec.duration)
             stored = _music_request_dict(request)
@@ -261,8 +288,7 @@ class MusicService:
         self._active[handle.job_id] = handle
         delivery = delivery or {}
         try:
-            await asyncio.to_thread(
-                self.store.create_job,
+            await self.store.aio.create_job(
                 job_id=handle.job_id,
                 user_id=requester.user_id,
                 request=stored,
@@ -333,6 +359,7 @@ class MusicService:
                 tempo=request.tempo,
                 duration=request.duration if request.duration is not None else DEFAULT_TEXT_DURATION,
                 keywords=tuple(request.keywords),
+                instruments=tuple(request.instruments),
             )
             if analysis.spec.duration > limits.max_duration:
                 cap = _mmss(limits.max_duration)
@@ -342,9 +369,11 @@ class MusicService:
                 :MAX_TITLE_CHARS
             ]
             handle.title = title
-            music = MusicRequest(spec=analysis.spec, title=title, kind=request.kind)
+            music = MusicRequest(
+                spec=analysis.spec, title=title, kind=request.kind, loop=request.loop, seed=request.seed
+            )
             stored = {**_music_request_dict(music), "analysis": summary}
-            await asyncio.to_thread(self.store.update_job, job_id, request=stored)
+            await self.store.aio.update_job(job_id, request=stored)
             handle.state = "queued"
             handle._emit(Analysed(job_id, summary=summary, title=title))
         except asyncio.CancelledError:
@@ -369,12 +398,12 @@ class MusicService:
             )
             return
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(self.store.mark_cancelled, handle.job_id)
+            await self.store.aio.mark_cancelled(handle.job_id)
         handle._finish(Cancelled(handle.job_id), JobCancelled("Cancelled."))
 
     async def _fail(self, handle: RequestHandle, message: str, reason: str) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(self.store.mark_failed, handle.job_id, message)
+            await self.store.aio.mark_failed(handle.job_id, message)
         handle._finish(Failed(handle.job_id, message, reason), JobFailed(message, reason=reason))
 
     async def _run_music(self, handle: RequestHandle, request: MusicRequest, analysis: dict | None) -> None:
@@ -382,7 +411,10 @@ class MusicService:
         try:
             continue_from: Track | None = None
             if request.continue_from_track_id:
-                continue_from = await asyncio.to_thread(self.store.load_track, request.continue_from_track_id)
+                continue_from = await self.store.aio.load_track(request.continue_from_track_id)
+                if request.keep_seconds is not None:  # a variation: the opening only, the rest anew
+                    keep = max(int(round(continue_from.sample_rate * request.keep_seconds)), 1)
+                    continue_from = dataclasses.replace(continue_from, audio=continue_from.audio[:, :keep])
             engine_handle = await self.engine.submit(
                 JobRequest(
                     user_id=handle.requester.user_id,
@@ -407,14 +439,14 @@ class MusicService:
                 handle._emit(Queued(job_id, event.position))
             elif event.kind == "started":
                 handle.state = "running"
-                await asyncio.to_thread(self.store.mark_running, job_id)
+                await self.store.aio.mark_running(job_id)
                 handle._emit(Started(job_id))
             elif event.kind == "progress" and event.percent is not None:
                 handle._emit(Progress(job_id, float(event.percent)))
         try:
             tracks = await engine_handle.result()
         except JobCancelled as exc:
-            await asyncio.to_thread(self.store.mark_cancelled, job_id)
+            await self.store.aio.mark_cancelled(job_id)
             handle._finish(Cancelled(job_id), exc)
             return
         except JobFailed as exc:
@@ -427,9 +459,9 @@ class MusicService:
             await self._fail(handle, str(exc), exc.reason)
             return
         try:
-            fmt = await asyncio.to_thread(self._format_for, handle.requester.user_id)
+            fmt = await self.store.aio.call(self._format_for, handle.requester.user_id)
             records = await asyncio.to_thread(self._finish_and_store, job_id, request, analysis, tracks, fmt)
-            await asyncio.to_thread(self.store.mark_done, job_id)  # posting, if any, is the front end's
+            await self.store.aio.mark_done(job_id)  # posting, if any, is the front end's
         except Exception:
             log.exception("job %s: finishing or storing the tracks failed", job_id)
             await self._fail(handle, "The track was made but could not be saved; please try again.", "store")
@@ -458,7 +490,7 @@ class MusicService:
         for index, track in enumerate(tracks):
             # a continuation keeps its new, longer length; a fresh track gets exactly what was asked
             duration = None if request.continue_from_track_id else request.spec.duration
-            finished = finish(track, duration=duration)
+            finished = finish(track, duration=duration, loop=request.loop)
             records.append(self.store.add_track(job_id, finished, fmt=fmt, index=index, analysis=analysis))
         return records
 
@@ -472,33 +504,33 @@ class MusicService:
         return self.engine.position(job_id)
 
     async def job(self, job_id: str) -> JobRecord | None:
-        return await asyncio.to_thread(self.store.get_job, job_id)
+        return await self.store.aio.get_job(job_id)
 
     async def jobs_of(self, user_id: str | int) -> list[JobRecord]:
-        return await asyncio.to_thread(self.store.jobs_of, user_id)
+        return await self.store.aio.jobs_of(user_id)
 
     async def history(
         self, user_id: str | int, limit: int = 10, *, guild_id: str | int | None = None
     ) -> list[TrackRecord]:
-        return await asyncio.to_thread(self.store.history, user_id, limit, guild_id=guild_id)
+        return await self.store.aio.history(user_id, limit, guild_id=guild_id)
 
     async def favorites(self, user_id: str | int, limit: int = 100) -> list[TrackRecord]:
-        return await asyncio.to_thread(self.store.favorites, user_id, limit)
+        return await self.store.aio.favorites(user_id, limit)
 
     async def set_favorite(self, user_id: str | int, track_id: str, on: bool = True) -> bool:
-        return await asyncio.to_thread(self.store.set_favorite, user_id, track_id, on)
+        return await self.store.aio.set_favorite(user_id, track_id, on)
 
     async def track(self, track_id: str) -> TrackRecord | None:
-        return await asyncio.to_thread(self.store.get_track, track_id)
+        return await self.store.aio.get_track(track_id)
 
     async def tracks_of_job(self, job_id: str) -> list[TrackRecord]:
-        return await asyncio.to_thread(self.store.tracks_of_job, job_id)
+        return await self.store.aio.tracks_of_job(job_id)
 
     async def track_bytes(self, track_id: str) -> bytes:
-        return await asyncio.to_thread(self.store.read_track_bytes, track_id)
+        return await self.store.aio.read_track_bytes(track_id)
 
     async def load_track(self, track_id: str) -> Track:
-        return await asyncio.to_thread(self.store.load_track, track_id)
+        return await self.store.aio.load_track(track_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,10 +545,14 @@ def analysis_summary(analysis: Any) -> dict:
 
 def _music_request_dict(request: MusicRequest) -> dict:
     extra: dict[str, Any] = {"title": request.title}
+    if request.loop:
+        extra["loop"] = True
     if request.extend_seconds:
         extra["extend_seconds"] = request.extend_seconds
     if request.continue_from_track_id:
         extra["continue_from_track_id"] = request.continue_from_track_id
+    if request.keep_seconds is not None:
+        extra["keep_seconds"] = request.keep_seconds
     return spec_to_request(request.spec, samples=request.samples, seed=request.seed, **extra)
 
 

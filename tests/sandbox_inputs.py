@@ -9,15 +9,16 @@ import time
 FIXTURES_TEXT = "tests/fixtures/happy_en.txt"
 
 
-def shared_stream_pdf(pages: int = 300, megabytes: int = 10) -> bytes:
-    """A ~80 KB PDF whose pages all share one ``megabytes`` MB content stream (issue 14's input):
-    every page re-parses the whole stream, so reading it takes seconds to minutes."""
+def shared_stream_pdf(pages: int = 300, megabytes: float = 1.0) -> bytes:
+    """A ~50 KB PDF whose pages all share one ``megabytes`` MB content stream (issue 14's input):
+    every page parses the whole stream again. At 1 MB (about 170k tokens, under the per-page token
+    cap of the hardened reader) reading it takes its whole time budget: 6-7 s on this machine."""
     from pypdf import PdfWriter
     from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
     line = b"BT /F1 12 Tf 72 712 Td (The sea festival began at dawn) Tj ET\n"
     stream = DecodedStreamObject()
-    stream.set_data(line * (megabytes * 1_000_000 // len(line)))
+    stream.set_data(line * int(megabytes * 1_000_000 // len(line)))
     writer = PdfWriter()
     contents = writer._add_object(stream.flate_encode())
     font = writer._add_object(

@@ -15,12 +15,17 @@ import psutil
 import pytest
 
 from engine.errors import UserInputError
-from engine.text.ingest import EmptyDocument
-from engine.text.sandbox import AnalysisSandbox, AnalysisTimeout, AnalysisTooLarge, SandboxLimits
+from engine.text.sandbox import (
+    AnalysisSandbox,
+    AnalysisTimeout,
+    AnalysisTooLarge,
+    DocumentRejected,
+    SandboxLimits,
+)
 from tests.sandbox_inputs import LoopLag, shared_stream_pdf
 
 HAPPY = Path(__file__).parent / "fixtures" / "happy_en.txt"
-WALL = 3.0
+WALL = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +50,9 @@ async def test_a_document_is_read_and_analysed_in_the_child(sandbox: AnalysisSan
 async def test_pasted_text_and_reader_errors_keep_their_type(sandbox: AnalysisSandbox) -> None:
     analysis = await sandbox.analyze(text=HAPPY.read_text(encoding="utf-8"))
     assert analysis.language == "en"
-    with pytest.raises(EmptyDocument, match="empty"):
+    with pytest.raises(DocumentRejected, match="empty") as rejected:
         await sandbox.analyze(b"   \n  ", "blank.txt")
+    assert rejected.value.kind == "EmptyDocument"
     with pytest.raises(UserInputError, match="Supported types"):
         await sandbox.analyze(b"MZ\x90\x00", "tool.exe")
 

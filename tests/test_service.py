@@ -33,7 +33,7 @@ from tests.sandbox_inputs import LoopLag, shared_stream_pdf
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HAPPY = FIXTURES / "happy_en.txt"
-WALL = 3.0
+WALL = 2.0
 ALICE = Requester("111", guild_id="900", channel_id="901")
 
 
@@ -289,3 +289,69 @@ async def test_retention_runs_at_start_and_keeps_favourites(store) -> None:
         assert all(not store.get_track(r.id).available for r in others)
     finally:
         await svc.close()
+
+
+async def test_a_shutdown_leaves_the_job_resumable_and_the_next_start_finishes_it(store) -> None:
+    svc = make_service(store)
+    await svc.start()
+    handle = await svc.submit(ALICE, MusicRequest(spec=spec(120), samples=4, title="Long one"))
+    async for out in handle:
+        if isinstance(out, Started):
+            break
+    await svc.close()
+    last = (await asyncio.wait_for(outputs(handle), 10))[-1]
+    assert isinstance(last, Failed) and last.reason == "shutdown"
+    assert store.get_job(handle.job_id).state == "running"  # not failed: it is resumed on start
+    svc = make_service(store)
+    recovery = await svc.start()
+    try:
+        assert [h.job_id for h in recovery.resumed] == [handle.job_id]
+        assert recovery.resumed[0].title == "Long one"
+        records = await asyncio.wait_for(recovery.resumed[0].result(), 120)
+        assert len(records) == 4 and store.get_job(handle.job_id).attempts == 2
+    finally:
+        await svc.close()
+
+
+async def test_extend_and_variation_continue_a_stored_track(service, store) -> None:
+    (original,) = await (await service.submit(ALICE, MusicRequest(spec=spec(9), seed=5))).result()
+    extended = await service.submit(
+        ALICE,
+        MusicRequest(
+            spec=spec(14),
+            kind="extend",
+            continue_from_track_id=original.id,
+            extend_seconds=5,
+            parent_track_id=original.id,
+        ),
+    )
+    (longer,) = await asyncio.wait_for(extended.result(), 60)
+    assert abs(longer.duration - 14.0) < 0.2
+    varied = await service.submit(
+        ALICE,
+        MusicRequest(
+            spec=spec(9),
+            kind="variation",
+            continue_from_track_id=original.id,
+            keep_seconds=3.0,
+            extend_seconds=6.0,
+            parent_track_id=original.id,
+        ),
+    )
+    (variation,) = await asyncio.wait_for(varied.result(), 60)
+    assert abs(variation.duration - 9.0) < 0.2  # 3 s kept + 6 s new, not 9 + 6
+    job = store.get_job(varied.job_id)
+    assert job.kind == "variation" and job.parent_track_id == original.id
+    assert job.request["keep_seconds"] == 3.0 and job.request["continue_from_track_id"] == original.id
+
+
+async def test_set_limits_validates_against_the_operator_before_saving(store) -> None:
+    svc = make_service(store, limits=Limits(max_duration=60, queue_size=20, user_rate=(6, 60.0)))
+    with pytest.raises(UserInputError, match="the operator allows at most 60 seconds"):
+        await svc.set_limits("A", queue_size=5, max_duration=120)
+    assert svc.limits_for("A") == svc.limits  # nothing saved, not even the valid queue_size
+    resolved = await svc.set_limits("A", queue_size=5, max_duration=30, user_jobs_per_minute=2)
+    assert (resolved.queue_size, resolved.max_duration, resolved.user_rate) == (5, 30.0, (2, 60.0))
+    assert svc.limits_for("A") == resolved and svc.limits_for("B") == svc.limits
+    back = await svc.set_limits("A", max_duration=None)
+    assert back.max_duration == 60.0 and back.queue_size == 5

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib
 import logging
 import multiprocessing
 import multiprocessing.connection
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -34,13 +34,9 @@ __all__ = [
     "AnalysisTimeout",
     "AnalysisTooLarge",
     "AnalysisUnavailable",
+    "DocumentRejected",
     "SandboxLimits",
 ]
-
-_WARM_UP_TEXTS = (
-    "The whole town woke early on the morning of the summer festival. Everyone was happy.",
-    "비가 오는 밤, 그는 오래된 편지를 다시 읽었다. 마음이 조용히 가라앉았다.",
-)
 
 
 class AnalysisLimitExceeded(UserInputError):
@@ -55,112 +51,35 @@ class AnalysisTooLarge(AnalysisLimitExceeded):
     """The document needed more memory than the sandbox allows (or killed the reader)."""
 
 
+class DocumentRejected(UserInputError):
+    """The reader refused the document (empty, not text, unsupported, damaged): ``str`` says why,
+    ``kind`` names the reader's error class (``EmptyDocument``, ``NotText``, ...)."""
+
+    def __init__(self, message: str, kind: str = "UserInputError") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 class AnalysisUnavailable(TexTuneSError):
     """The analysis process could not be started (models missing, sandbox closed)."""
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    # address space the child may map beyond what the loaded analyser maps (see NOTES: the loaded
-    # analyser maps ~1.9 GB of virtual memory, ~0.75 GB resident)
+    # address space the child may map beyond what the loaded analyser maps (measured with
+    # bench/sandbox.py: ~2.0 GB mapped, ~0.74 GB resident once loaded)
     memory_bytes: int = 1_500_000_000
     wall_seconds: float = 30.0  # per request: reading + analysis
     load_seconds: float = 300.0  # loading the models in a fresh child
 
 
-def _vm_size() -> int:
-    """This process's mapped address space in bytes (VmSize)."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    raise OSError("no VmSize in /proc/self/status")
+CHILD_MODULE = "engine.text.sandbox_child"
 
 
-def _release_free_memory() -> None:
-    """Collect garbage and hand freed heap pages back (glibc), so VmSize is what stays mapped."""
-    import ctypes
-    import ctypes.util
-    import gc
-
-    gc.collect()
-    name = ctypes.util.find_library("c")
-    if name:
-        try:
-            ctypes.CDLL(name).malloc_trim(0)
-        except (OSError, AttributeError):  # not glibc: the measurement is just a little high
-            pass
-
-
-def _exit_with_parent() -> None:
-    """Exit the moment the parent dies: nobody would read our answer (same as the model worker)."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        multiprocessing.connection.wait([parent.sentinel])
-        os._exit(0)
-
-    threading.Thread(target=watch, name="textunes-sandbox-parent-watch", daemon=True).start()
-
-
-def _read(payload: dict) -> Any:
-    """The request's ``Document``: an upload (bytes + name) or pasted text."""
-    from engine.text.ingest import document_from_text, read_document
-
-    data, name = payload.pop("data", None), payload.get("filename") or "document.txt"
-    if data is not None:
-        return read_document(data, name, max_bytes=payload["max_bytes"])
-    return document_from_text(payload.get("text") or "")
-
-
-def _child_main(conn: multiprocessing.connection.Connection, memory_bytes: int) -> None:
-    """The sandbox process: load, warm up, cap the address space, then serve requests until EOF."""
-    _exit_with_parent()
-    try:
-        from engine.text.analyzer import default_analyzer
-
-        analyzer = default_analyzer()
-        for text in _WARM_UP_TEXTS:  # lazy parts (splitter, thread pools) map their memory now
-            analyzer.analyze(text)
-        _release_free_memory()  # measure what the models hold, not the warm-up's garbage
-        mapped = _vm_size()
-        if memory_bytes > 0:
-            import resource
-
-            limit = mapped + memory_bytes
-            _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-            if hard != resource.RLIM_INFINITY:
-                limit = min(limit, hard)
-            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-        conn.send(("ready", mapped))
-    except BaseException as exc:  # report why, then exit
-        conn.send(("load_error", f"{type(exc).__name__}: {exc}"))
-        return
-    while True:
-        try:
-            payload = conn.recv()
-        except (EOFError, OSError, MemoryError):
-            return
-        overrides = payload.pop("overrides", {})
-        try:
-            doc = _read(payload)
-            payload.clear()  # drop the upload before the analysis allocates
-            analysis = analyzer.analyze_document(doc, **overrides)
-            reply: tuple = ("ok", analysis)
-        except MemoryError:
-            reply = ("memory",)
-        except UserInputError as exc:
-            reply = ("user_error", type(exc).__name__, str(exc))
-        except Exception as exc:  # a reader bug: the parent logs it and tells the user plainly
-            reply = ("error", f"{type(exc).__name__}: {exc}"[:500])
-        try:
-            conn.send(reply)
-        except MemoryError:
-            return  # the parent sees the child die and reports "too large"
-        if reply[0] == "memory":
-            return  # a fresh child is cleaner than one that just failed an allocation
+def _start_child(module: str, conn: Any, memory_bytes: int) -> None:
+    """The spawned process's entry: import the child side by name (the parent never imports the
+    document readers or the models) and serve."""
+    importlib.import_module(module).child_main(conn, memory_bytes)
 
 
 class _Child:
@@ -169,7 +88,10 @@ class _Child:
     def __init__(self, ctx: Any, memory_bytes: int) -> None:
         self.conn, child_conn = ctx.Pipe(duplex=True)
         self.proc = ctx.Process(
-            target=_child_main, args=(child_conn, memory_bytes), name="textunes-analysis", daemon=True
+            target=_start_child,
+            args=(CHILD_MODULE, child_conn, memory_bytes),
+            name="textunes-analysis",
+            daemon=True,
         )
         self.proc.start()
         child_conn.close()
@@ -267,9 +189,9 @@ class AnalysisSandbox:
             "max_bytes": int(max_bytes),
             "overrides": dict(overrides),
         }
-        future = self._executor.submit(self._run, payload)
-        reply = await asyncio.wrap_future(future)
-        return reply
+        # a caller that gives up (cancelled) before the child gets to its request takes it out of
+        # the queue: wrap_future passes the cancellation on to the pending executor future
+        return await asyncio.wrap_future(self._executor.submit(self._run, payload))
 
     # -- the sandbox thread -----------------------------------------------------------------------
     def _ensure_child(self) -> _Child:
@@ -303,7 +225,11 @@ class AnalysisSandbox:
         mb = self.limits.memory_bytes / 1_000_000
         started = time.monotonic()
         try:
-            child.conn.send(payload)
+            data = payload.pop("data", None)
+            child.conn.send({**payload, "has_data": data is not None})
+            if data is not None:
+                # raw bytes: no pickled copy of the upload, and the write releases the GIL
+                child.conn.send_bytes(data)
         except (OSError, ValueError):
             self._discard(child)
             raise AnalysisTooLarge(self._too_large_text(mb)) from None
@@ -332,7 +258,7 @@ class AnalysisSandbox:
             self._discard(child)  # it exits by itself; the replacement starts loading now
             raise AnalysisTooLarge(self._too_large_text(mb))
         if kind == "user_error":
-            raise _user_error(reply[1], reply[2])
+            raise DocumentRejected(reply[2], kind=reply[1])
         log.warning("document analysis failed: %s", reply[1])
         raise UserInputError(
             "I couldn't read that document. Try another format (.txt works best) or paste the text."
@@ -344,16 +270,3 @@ class AnalysisSandbox:
             f"This document is too large or complex to read within {mb:.0f} MB of memory. "
             "Send a shorter part (one chapter is plenty) or paste the text."
         )
-
-
-def _user_error(type_name: str, message: str) -> UserInputError:
-    """The reader's own error class when it is one of ingest's, else a plain ``UserInputError``."""
-    from engine.text import ingest
-
-    cls = getattr(ingest, type_name, None)
-    if isinstance(cls, type) and issubclass(cls, UserInputError):
-        try:
-            return cls(message)
-        except TypeError:
-            pass
-    return UserInputError(message)

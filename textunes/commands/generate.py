@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 FORMATS = ("mp3", "wav", "ogg")
+MAX_SAMPLES = 8
+MAX_FILE_BYTES = 2_000_000  # documents for --from-text (same default as the bot's upload cap)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,23 +63,32 @@ def _output_paths(output: str | None, fmt: str, seed: int, count: int) -> list[P
     return [base.with_name(f"{base.stem}-{i + 1}{base.suffix}") for i in range(count)]
 
 
-def _build_spec(args: argparse.Namespace):
+def _request(args: argparse.Namespace):
+    """The service request for these arguments: a document, or categories."""
     from engine.errors import UserInputError
     from engine.prompt import build_spec
+    from engine.service import DocumentRequest, MusicRequest
 
-    if args.samples < 1 or args.samples > 8:
-        raise UserInputError("--samples must be between 1 and 8.")
+    if args.samples < 1 or args.samples > MAX_SAMPLES:
+        raise UserInputError(f"--samples must be between 1 and {MAX_SAMPLES}.")
     if args.from_text:
-        from engine.text.analyzer import spec_from_file
+        from engine.text.ingest import check_upload
 
-        analysis, spec = spec_from_file(
-            args.from_text,
-            tempo=args.tempo,
+        path = Path(args.from_text)
+        if not path.is_file():
+            raise UserInputError(f"No such file: {path}. Check the path.")
+        check_upload(path.name, path.stat().st_size, max_bytes=MAX_FILE_BYTES)  # before reading it
+        if args.samples != 1:
+            raise UserInputError("--samples works with categories; --from-text makes one track.")
+        return DocumentRequest(
+            data=path.read_bytes(),
+            filename=path.name,
             duration=args.duration,
+            tempo=args.tempo,
             keywords=tuple(args.keyword),
             instruments=tuple(args.instrument),
+            loop=args.loop,
         )
-        return spec, analysis
     options = _preset_options(args) if args.preset else {}
     given = {
         "genres": tuple(args.genre),
@@ -95,7 +106,8 @@ def _build_spec(args: argparse.Namespace):
             "--preset NAME --guild ID or --from-text FILE. List choices with `textunes categories genres --popular`."
         )
     options.setdefault("duration", 15)
-    return build_spec(**options), None
+    spec = build_spec(**options)
+    return MusicRequest(spec=spec, samples=args.samples, title="textunes generate", loop=args.loop)
 
 
 def _preset_options(args: argparse.Namespace) -> dict:
@@ -123,30 +135,37 @@ def _preset_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
     import random
+
+    from engine.errors import UserInputError
+
+    fmt = args.format or (Path(args.output).suffix.lstrip(".") if args.output else "") or "mp3"
+    if fmt not in FORMATS:
+        raise UserInputError(f"Unknown output format '{fmt}'. Use one of: {', '.join(FORMATS)}.")
+    request = _request(args)
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    if hasattr(request, "spec"):  # a document's prompt is printed once it is analysed
+        print(f"prompt:  {request.spec.prompt}")
+    return asyncio.run(_generate(args, request, fmt, seed))
+
+
+async def _generate(args: argparse.Namespace, request, fmt: str, seed: int) -> int:
+    """One request through the same ``MusicService`` the bot uses, with an in-process engine and a
+    throwaway store; the finished files are copied to the output paths."""
+    import dataclasses
+    import shutil
+    import tempfile
 
     from tqdm import tqdm
 
-    from engine.audio import export, finish
-    from engine.generation import load_backend
+    from engine.errors import UserInputError
+    from engine.jobs import EngineConfig, JobEngine, JobFailed
+    from engine.limits import Limits
+    from engine.prompt import MAX_DURATION
+    from engine.service import Analysed, MusicRequest, MusicService, Progress, Requester
+    from engine.store import Store
 
-    spec, analysis = _build_spec(args)
-    fmt = args.format or (Path(args.output).suffix.lstrip(".") if args.output else "") or "mp3"
-    if fmt not in FORMATS:
-        from engine.errors import UserInputError
-
-        raise UserInputError(f"Unknown output format '{fmt}'. Use one of: {', '.join(FORMATS)}.")
-    seed = args.seed if args.seed is not None else random.randrange(2**31)
-
-    if analysis is not None:
-        print(
-            f"analysis: {analysis.language}, topic {analysis.topic['name']}, emotion {analysis.emotion['label']}"
-        )
-        for reason in analysis.reasons:
-            print(f"  why: {reason}")
-    print(f"prompt:  {spec.prompt}")
-
-    backend = load_backend(args.backend, model=args.model, device=args.device, dtype=args.dtype)
     params = {
         k: v
         for k, v in (
@@ -156,25 +175,83 @@ def run(args: argparse.Namespace) -> int:
         )
         if v is not None
     }
-    if params:
-        backend.set_generation_params(**params)
+    limits = Limits(
+        max_duration=MAX_DURATION,
+        max_samples=MAX_SAMPLES,
+        jobs_per_user=1,
+        queue_size=1,
+        max_file_bytes=MAX_FILE_BYTES,
+    )
+    engine = JobEngine(
+        EngineConfig(
+            backend=args.backend,
+            model=args.model,
+            device=args.device,
+            dtype=args.dtype,
+            worker="thread",
+            generation_params=params,
+            job_timeout=24 * 3600.0,  # a CLI run waits as long as the model needs
+            **limits.engine_caps(),
+        )
+    )
+    sandbox = None
+    if not isinstance(request, MusicRequest):
+        from engine.text.sandbox import AnalysisSandbox
 
-    bar = tqdm(total=100, unit="%", desc=f"{backend.name}", file=sys.stderr, leave=False)
-
-    def progress(done: int, total: int) -> None:
-        bar.n = round(100 * done / max(total, 1))
-        bar.refresh()
-
-    try:
-        tracks = backend.generate([spec], samples=args.samples, seed=seed, progress=progress)
-    finally:
-        bar.close()
-
-    print(f"backend: {backend.name} ({backend.model_id})")
-    print(f"seed:    {seed}")
-    for path, track in zip(_output_paths(args.output, fmt, seed, len(tracks)), tracks, strict=True):
-        track = finish(track, duration=spec.duration, loop=args.loop)
-        written = export(track, path, fmt=fmt)
-        extra = f" + {written.with_suffix('.mid')}" if track.midi else ""
-        print(f"wrote:   {written} ({track.duration:.1f} s, seed {track.seed}){extra}")
+        sandbox = AnalysisSandbox()
+    request = dataclasses.replace(request, seed=seed)
+    with tempfile.TemporaryDirectory(prefix="textunes-cli-") as scratch:
+        store = Store.open(Path(scratch) / "cli.db")
+        service = MusicService(store, engine, limits=limits, analysis=sandbox, audio_format=fmt)
+        try:
+            await service.start()
+            handle = await service.submit(Requester("cli"), request)
+            bar = None
+            try:
+                async for out in handle:
+                    if isinstance(out, Analysed):
+                        await _print_analysis(service, handle.job_id, out)
+                    elif isinstance(out, Progress):
+                        if bar is None:
+                            bar = tqdm(
+                                total=100, unit="%", desc=engine.backend_name, file=sys.stderr, leave=False
+                            )
+                        bar.n = round(out.percent)
+                        bar.refresh()
+            finally:
+                if bar is not None:
+                    bar.close()
+            try:
+                records = await handle.result()
+            except JobFailed as exc:
+                if exc.reason in ("input", "refused"):
+                    raise UserInputError(str(exc)) from None  # one line, exit status 2
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+            print(f"backend: {engine.backend_name} ({engine.model_id})")
+            print(f"seed:    {records[0].seed if records else seed}")
+            for path, record in zip(
+                _output_paths(args.output, fmt, seed, len(records)), records, strict=True
+            ):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(record.path, path)
+                extra = ""
+                if record.midi_path is not None:
+                    shutil.copyfile(record.midi_path, path.with_suffix(".mid"))
+                    extra = f" + {path.with_suffix('.mid')}"
+                print(f"wrote:   {path} ({record.duration:.1f} s, seed {record.seed}){extra}")
+        finally:
+            await service.close()
+            store.close()
     return 0
+
+
+async def _print_analysis(service, job_id: str, analysed) -> None:
+    summary = analysed.summary
+    print(
+        f"analysis: {summary['language']}, topic {summary['topic']['name']}, emotion {summary['emotion']['label']}"
+    )
+    for reason in summary.get("reasons") or ():
+        print(f"  why: {reason}")
+    job = await service.job(job_id)
+    print(f"prompt:  {job.spec.prompt}")
