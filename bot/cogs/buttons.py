@@ -11,10 +11,8 @@ from bot.checks import require_owner
 from bot.components import EditPromptButton, ExtendButton, RegenerateButton, VariationButton
 from bot.delivery.plan import JobPlan
 from bot.delivery.progress import start_interaction_job
-from bot.delivery.variation import start_variation
 from bot.replies import FrontCog, answer_error
 from engine.errors import UserInputError
-from engine.spec import Track
 from engine.store import JobRecord
 
 EXTEND_SECONDS = 15.0
@@ -47,11 +45,6 @@ class TrackButtons(FrontCog):
             raise UserInputError("The audio of that track has expired; make it again with /bgm.")
         return await self._owned_job(interaction, record.job_id)
 
-    async def _owned_track(self, interaction: discord.Interaction, track_id: str) -> tuple[JobRecord, Track]:
-        job = await self._owned_job_of_track(interaction, track_id)
-        # a file cleaned up by the retention policy raises UserInputError, answered privately
-        return job, await asyncio.to_thread(self.bot.store.load_track, track_id)
-
     async def regenerate(self, interaction: discord.Interaction, job_id: str) -> None:
         job = await self._owned_job(interaction, job_id)
         plan = JobPlan(
@@ -60,26 +53,19 @@ class TrackButtons(FrontCog):
         await start_interaction_job(self.bot, interaction, plan, kind="regenerate")
 
     async def variation(self, interaction: discord.Interaction, track_id: str) -> None:
-        job, track = await self._owned_track(interaction, track_id)
-        keep = max(int(track.sample_rate * track.duration / 3), 1)
-        opening = Track(
-            track.audio[:, :keep],
-            track.sample_rate,
-            track.spec,
-            track.seed,
-            track.backend,
-            track.model,
-            track.midi,
-            dict(track.meta),
-        )
+        """Keep the opening third of the track and let the generator take the rest somewhere new."""
+        job = await self._owned_job_of_track(interaction, track_id)
+        track = await asyncio.to_thread(self.bot.store.get_track, track_id)
+        keep = track.duration / 3
         plan = JobPlan(
             spec=job.spec,
             samples=1,
-            continue_from=opening,
-            extend_seconds=max(track.duration - opening.duration, 1.0),
+            continue_from_track_id=track_id,
+            keep_seconds=keep,
+            extend_seconds=max(track.duration - keep, 1.0),
             title="A variation",
         )
-        await start_variation(self.bot, interaction, plan, parent_track_id=track_id)
+        await start_interaction_job(self.bot, interaction, plan, kind="variation", parent_track_id=track_id)
 
     async def extend(self, interaction: discord.Interaction, track_id: str) -> None:
         job = await self._owned_job_of_track(interaction, track_id)

@@ -47,8 +47,7 @@ class Queue(FrontCog):
             require_owner(
                 record.user_id, user, "That job belongs to someone else; you can only cancel your own."
             )
-        # the service knows its requests (analysing ones too); a variation runs on the engine directly
-        if await self.bot.service.cancel(job, user_id=user) or await engine.cancel(job, user_id=user):
+        if await self.bot.service.cancel(job, user_id=user):  # analysing requests too
             await reply_private(interaction, f"🛑 Cancelled `{shown(job, 40)}`.")
         else:
             await reply_private(interaction, f"`{shown(job, 40)}` is not queued or running any more.")

@@ -175,6 +175,7 @@ def music_request(plan: JobPlan, *, kind: str, parent_track_id: str | None = Non
         kind=kind,
         parent_track_id=parent_track_id,
         continue_from_track_id=plan.continue_from_track_id,
+        keep_seconds=plan.keep_seconds,
         extend_seconds=plan.extend_seconds,
     )
 
