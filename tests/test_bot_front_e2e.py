@@ -98,7 +98,9 @@ async def test_a_failing_document_still_uses_up_the_rate_limit(fake: FakeDiscord
     async with running_bot(fake, settings_for(tmp_path, user_rate=Rate(1, 60.0))):
         bad = fake.add_attachment("notes.txt", (fixtures / "binary_renamed.txt").read_bytes())
         failed = await fake.slash("bgm-from-text", {"file": bad})
-        assert "not a text file" in await failed.wait_error(timeout=30)
+        assert "not a text file" in await failed.wait_error(
+            timeout=120
+        )  # first document: the analysis process loads its models
         refused = await fake.slash("bgm", LOFI)
         assert "try again in" in await refused.wait_error()
         assert not track_posts(fake)
