@@ -59,6 +59,7 @@ class DocumentRequest:
     instruments: tuple[str, ...] = ()
     loop: bool = False
     seed: int | None = None
+    samples: int = 1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -276,8 +276,15 @@ class MusicService:
         elif isinstance(request, DocumentRequest):
             if request.data is None and not (request.text and request.text.strip()):
                 raise UserInputError("Attach a document or paste some text to score.")
+            size = len(request.data) if request.data is not None else len(request.text.encode("utf-8"))
+            if size > limits.max_file_bytes:  # before it is copied to the analysis process
+                name = request.filename or "That text"
+                raise UserInputError(
+                    f"{name[:80]} is {size / 1_000_000:.1f} MB; the limit is {limits.max_file_bytes / 1_000_000:.1f} MB. "
+                    "Send a shorter part (one chapter is plenty) or paste the text."
+                )
             duration = _parse_duration(request.duration)
-            self._check(requester, limits, samples=1, duration=duration)
+            self._check(requester, limits, samples=request.samples, duration=duration)
             if self.analysis is None:
                 raise UserInputError("Text mode is not available on this server right now.")
             stored = {"title": "Music for your text", "document": request.filename or "pasted text"}
@@ -370,7 +377,12 @@ class MusicService:
             ]
             handle.title = title
             music = MusicRequest(
-                spec=analysis.spec, title=title, kind=request.kind, loop=request.loop, seed=request.seed
+                spec=analysis.spec,
+                samples=request.samples,
+                title=title,
+                kind=request.kind,
+                loop=request.loop,
+                seed=request.seed,
             )
             stored = {**_music_request_dict(music), "analysis": summary}
             await self.store.aio.update_job(job_id, request=stored)

@@ -78,8 +78,6 @@ def _request(args: argparse.Namespace):
         if not path.is_file():
             raise UserInputError(f"No such file: {path}. Check the path.")
         check_upload(path.name, path.stat().st_size, max_bytes=MAX_FILE_BYTES)  # before reading it
-        if args.samples != 1:
-            raise UserInputError("--samples works with categories; --from-text makes one track.")
         return DocumentRequest(
             data=path.read_bytes(),
             filename=path.name,
@@ -88,6 +86,7 @@ def _request(args: argparse.Namespace):
             keywords=tuple(args.keyword),
             instruments=tuple(args.instrument),
             loop=args.loop,
+            samples=args.samples,
         )
     options = _preset_options(args) if args.preset else {}
     given = {
