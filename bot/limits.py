@@ -46,19 +46,23 @@ def per_minute(rate: Rate) -> str:
 
 
 def guild_limits(store: Any, guild_id: int | str | None, settings: Any) -> dict[str, Any]:
-    """Every limit as enforced here: caps lowered by the server's overrides, plus its channel list."""
-    wanted = dict.fromkeys([*CAPS, *RATES])
-    own = store.guild_settings(guild_id, defaults=wanted)
+    """Every limit as enforced here, plus the server's channel list: the operator's caps lowered by
+    the server's overrides, resolved by ``engine.limits.resolve_limits`` (what the service enforces)."""
+    own = store.guild_settings(guild_id, defaults=dict.fromkeys([*CAPS, *RATES]))
     limits: dict[str, Any] = {"allowed_channels": list(own.get("allowed_channels") or [])}
-    for key, cap in operator_caps(settings).items():
+    if settings is not None:
+        resolved = engine_limits.resolve_limits(operator_limits(settings), own)
+        limits.update({key: getattr(resolved, key) for key in CAPS})
+        limits["user_jobs_per_minute"] = Rate(*resolved.user_rate) if resolved.user_rate[0] else Rate(0)
+        limits["guild_jobs_per_minute"] = Rate(*resolved.guild_rate) if resolved.guild_rate[0] else Rate(0)
+        return limits
+    # a host without operator settings (a bare cog host): the store's own ranges are the only caps
+    for key, default in operator_caps(None).items():
         value = own.get(key)
-        if value is None:
-            limits[key] = cap
-        else:  # no operator settings (a host without them): the store's own ranges are the only caps
-            limits[key] = type(cap)(value) if settings is None else min(type(cap)(value), cap)
+        limits[key] = default if value is None else type(default)(value)
     for key in RATES:
         server = Rate(int(own[key]), 60.0) if own.get(key) else None
-        limits[key] = stricter(operator_rate(settings, key), server)
+        limits[key] = stricter(operator_rate(None, key), server)
     return limits
 
 
