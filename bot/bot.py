@@ -1,21 +1,32 @@
-"""The Discord bot: a ``commands.Bot`` subclass that owns the store, the job engine and the cogs.
+"""The Discord bot: a ``commands.Bot`` subclass that builds the engine's ``MusicService`` and the cogs.
 
-Like RoboDanny, ``setup_hook`` loads one extension per feature. The bot never touches a model:
-it submits requests to ``engine.jobs.JobEngine`` and streams progress back to Discord.
+Like RoboDanny, ``setup_hook`` loads one extension per feature. The bot never touches a model or a
+document: it admits and submits requests to ``engine.service.MusicService`` (which runs generation in
+the job engine's worker and document analysis in its sandbox process) and shows their outputs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import discord
 from discord.ext import commands
 
+from bot import logs
+from bot.delivery.recovery import (
+    finish_interrupted_delivery,
+    follow_resumed,
+    post_undelivered,
+    report_given_up,
+)
+from bot.limits import operator_limits
+from bot.replies import NO_MENTIONS
 from bot.settings import Settings
 from engine.jobs import EngineConfig, JobEngine
+from engine.service import MusicService, RetentionPolicy
 from engine.store import Store
+from engine.text.sandbox import AnalysisSandbox, SandboxLimits
 
 log = logging.getLogger("textunes.bot")
 
@@ -23,6 +34,7 @@ EXTENSIONS = (
     "bot.cogs.bgm",
     "bot.cogs.text",
     "bot.cogs.regenerate",
+    "bot.cogs.buttons",
     "bot.cogs.queue",
     "bot.cogs.library",
     "bot.cogs.admin",
@@ -34,7 +46,14 @@ class TexTuneSBot(commands.Bot):
         self, settings: Settings, *, engine_config: EngineConfig | None = None, sync_only: bool = False
     ) -> None:
         intents = discord.Intents.default()  # guild reactions are in the defaults; no privileged intents
-        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None)
+        logs.install([settings.token])  # before discord.py logs its first route
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            # nobody is pinged unless a message says so itself (only its owner: bot.replies.mention_only)
+            allowed_mentions=NO_MENTIONS,
+        )
         self.settings = settings
         self.sync_only = sync_only
         settings.store_file.parent.mkdir(parents=True, exist_ok=True)
@@ -53,37 +72,51 @@ class TexTuneSBot(commands.Bot):
                 job_timeout=settings.job_timeout,
             )
         )
-        self._analyzer: Any = None
-        self._analyzer_lock = asyncio.Lock()
+        retention = (
+            RetentionPolicy(max_bytes=int(settings.max_stored_mb * 1024 * 1024))
+            if settings.max_stored_mb > 0
+            else None
+        )
+        self.service = MusicService(
+            self.store,
+            self.engine,
+            limits=operator_limits(settings),
+            audio_format=settings.audio_format,
+            retention=retention,  # at start and daily: the size cap, then orphan files
+        )
+        self.sandbox = AnalysisSandbox(
+            SandboxLimits(
+                memory_bytes=int(settings.analysis_memory_mb) * 1_000_000,
+                wall_seconds=settings.analysis_seconds,
+            )
+        )
         self.background: set[asyncio.Task] = set()
 
     async def setup_hook(self) -> None:
-        from bot.delivery import finish_interrupted_delivery, report_given_up, resume_job
-        from bot.views import DYNAMIC_ITEMS
-
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.sync_only:  # `textunes bot --sync` needs the command tree, not the model
             return
-        self.add_dynamic_items(*DYNAMIC_ITEMS)
-        if self.settings.preload_text:  # before the gateway connects: nobody waits on a frozen loop
-            await self.preload_text_models()
-        await self.engine.start()
+        # The service starts the engine and recovers what the last process left, before the gateway
+        # connects, so no new job can be taken for an old one; the Discord calls run in the background.
+        # With preload on, the analysis process loads its models now (MusicService.start starts the
+        # sandbox); with it off, the sandbox is handed over after start and spawns on the first document.
+        if self.settings.preload_text:
+            self.service.analysis = self.sandbox
+        recovery = await self.service.start()
+        self.service.analysis = self.sandbox
         log.info("engine ready: %s", self.engine.describe())
-        # What the last process left unfinished. Sorted out here, before the gateway connects, so no
-        # new job can be taken for an old one; the Discord calls then run in the background.
-        # 1. killed while posting (claimed, not delivered): tracks are stored, never regenerate them;
-        #    look on Discord whether the post landed (recover_unfinished leaves these alone)
-        claimed = await asyncio.to_thread(self.store.claimed_undelivered)
-        # 2. queued or running: run again, deliver once; or stopped after too many attempts
-        requeue, gave_up = await asyncio.to_thread(self.store.recover_unfinished)
-        for job in claimed:
+        # killed while posting (claimed, not delivered): tracks are stored, never regenerate them;
+        # look on Discord whether the post landed
+        for job in recovery.claimed_undelivered:
             self.spawn(finish_interrupted_delivery(self, job))
-        for job in gave_up:
+        for job in recovery.undelivered:  # stored, never claimed: post them once
+            self.spawn(post_undelivered(self, job))
+        for job in recovery.gave_up:
             log.warning("job %s gave up after %s attempts", job.id, job.attempts)
             self.spawn(report_given_up(self, job))  # the user sees why, once
-        for job in requeue:
-            self.spawn(resume_job(self, job))
+        for handle in recovery.resumed:  # queued or running: generated again, delivered once
+            self.spawn(follow_resumed(self, handle))
 
     def spawn(self, coro) -> asyncio.Task:
         """Run ``coro`` in the background, keeping a reference so it is not garbage-collected."""
@@ -92,28 +125,13 @@ class TexTuneSBot(commands.Bot):
         task.add_done_callback(self.background.discard)
         return task
 
-    async def analyzer(self):
-        """The text analyser, loaded once (off the event loop) on first use."""
-        async with self._analyzer_lock:
-            if self._analyzer is None:
-                from engine.text.analyzer import default_analyzer
-
-                self._analyzer = await asyncio.to_thread(default_analyzer)
-            return self._analyzer
-
-    async def preload_text_models(self) -> None:
-        from engine.text.summary import get_kiwi
-
-        await self.analyzer()
-        await asyncio.to_thread(get_kiwi)
-        log.info("text models loaded")
-
     async def close(self) -> None:
         for task in list(self.background):
             task.cancel()
         try:
             if not self.sync_only:
-                await self.engine.stop()
+                await self.service.close()  # the engine, and the analysis process
+            await self.sandbox.close()
         finally:
             await super().close()
             self.store.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import discord
 
+from bot.replies import shown
 from engine.spec import Track
 from engine.store import TrackRecord
 
@@ -23,7 +24,7 @@ def _clip(text: str, limit: int) -> str:
 def track_embeds(plan, records: list[TrackRecord], tracks: list[Track] | None = None) -> list[discord.Embed]:
     spec = plan.spec
     embed = discord.Embed(
-        title=f"🎵 {_clip(plan.title, 200)}", description=_clip(spec.prompt, 1000), colour=COLOUR
+        title=f"🎵 {shown(plan.title, 200)}", description=shown(spec.prompt, 1000), colour=COLOUR
     )
     if spec.genres:
         embed.add_field(name="Genre", value=", ".join(spec.genres))
@@ -31,7 +32,7 @@ def track_embeds(plan, records: list[TrackRecord], tracks: list[Track] | None = 
         embed.add_field(name="Mood", value=", ".join(spec.moods))
     embed.add_field(name="Tempo", value=f"{spec.tempo} · {spec.bpm} BPM · {spec.mode}")
     if spec.instruments:
-        embed.add_field(name="Instruments", value=", ".join(spec.instruments))
+        embed.add_field(name="Instruments", value=shown(", ".join(spec.instruments), 1000))
     first = tracks[0] if tracks else records[0]  # stored tracks (re-posted after a restart) say it too
     embed.add_field(name="Backend", value=f"{first.backend} ({_clip(first.model, 60)})")
     embed.add_field(name="Seed", value=", ".join(str(r.seed) for r in records))
@@ -40,7 +41,7 @@ def track_embeds(plan, records: list[TrackRecord], tracks: list[Track] | None = 
     if analysis:
         summary = " ".join(analysis.get("summary") or [])
         if summary:
-            embed.add_field(name="Summary", value=_clip(summary, 1000), inline=False)
+            embed.add_field(name="Summary", value=shown(summary, 1000), inline=False)
         topic, emotion = analysis.get("topic") or {}, analysis.get("emotion") or {}
         if topic:
             embed.add_field(name="Topic", value=f"{topic.get('name')} ({topic.get('score', 0):.2f})")
@@ -53,7 +54,7 @@ def track_embeds(plan, records: list[TrackRecord], tracks: list[Track] | None = 
         reasons = analysis.get("reasons") or []
         if reasons:
             embed.add_field(
-                name="Why this music", value=_clip("\n".join(f"• {r}" for r in reasons), 1000), inline=False
+                name="Why this music", value=shown("\n".join(f"• {r}" for r in reasons), 1000), inline=False
             )
     embed.set_footer(
         text="React 🔁 or press Regenerate for another take · track " + ", ".join(r.id for r in records)

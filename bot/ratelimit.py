@@ -7,6 +7,10 @@ discord.py bot. We do not use the decorator itself because one limit must span e
 that makes music (``/bgm``, ``/bgm-from-text``, the track buttons, the modal and the 🔁 reaction,
 which is no interaction at all) and a server's ``/admin limits`` may change the rate at runtime.
 
+A member has one budget wherever they ask (every server and DMs), a server has one for all its
+members, and a server whose admin set a stricter per-member rate adds that bucket on top: servers
+can lower the operator's rates, never raise them (``stricter``).
+
 Buckets live in memory, so a restart forgives everyone; that is fine for a limit meant to smooth
 bursts (the per-member job cap and the queue cap still hold across restarts through the engine).
 """
@@ -99,8 +103,18 @@ class RateLimited:
         return f"You're making tracks quickly — try again in {wait} (limit {self.rate.describe()})."
 
 
+def stricter(operator: Rate, server: Rate | None) -> Rate:
+    """The lower of two rates (a server may only lower the operator's); 0 (off) is the highest."""
+    if server is None or not server.enabled:
+        return operator
+    if not operator.enabled:
+        return server
+    return server if server.count / server.per < operator.count / operator.per else operator
+
+
 class RateLimiter:
-    """One bucket per (server, member) and one per server. ``hit`` takes a token from both or neither."""
+    """One budget per member (shared by every server and DMs), one per server, and a stricter
+    per-member one on a server whose admin lowered the rate. ``hit`` takes a token from all or none."""
 
     PRUNE_EVERY = 300.0  # seconds between sweeps of full (idle) buckets, so memory stays bounded
 
@@ -109,6 +123,7 @@ class RateLimiter:
         self.guild_rate = guild_rate
         self._clock = clock
         self._buckets: dict[tuple, Cooldown] = {}
+        self._told: dict[str, float] = {}  # user id -> until when a private refusal was already sent
         self._last_prune = clock()
 
     def _bucket(self, key: tuple, rate: Rate) -> Cooldown:
@@ -128,18 +143,21 @@ class RateLimiter:
     ) -> RateLimited | None:
         """None when the action may go ahead (and, with ``charge``, count it); else why not.
 
-        ``charge=False`` only looks: for an early check before slow work whose real start is
-        checked (and charged) again later.
+        ``user_rate``/``guild_rate`` are a server's own rates: they apply only where lower than the
+        operator's. ``charge=False`` only looks (an early check before slow work that is charged
+        when it really starts).
         """
         # Cooldown reads a falsy time as "use time.time()": keep a test clock that starts at 0 valid
         now = max(self._clock(), 1e-6)
-        user_rate = user_rate or self.user_rate
-        guild_rate = guild_rate or self.guild_rate
         checks: list[tuple[str, Cooldown, Rate]] = []
-        if user_rate.enabled:
-            checks.append(("user", self._bucket(("user", str(guild_id), str(user_id)), user_rate), user_rate))
-        if guild_rate.enabled and guild_id is not None:  # DMs have no server budget
-            checks.append(("guild", self._bucket(("guild", str(guild_id)), guild_rate), guild_rate))
+        if self.user_rate.enabled:  # keyed by the member alone: other servers and DMs share it
+            checks.append(("user", self._bucket(("user", str(user_id)), self.user_rate), self.user_rate))
+        member = stricter(self.user_rate, user_rate)
+        if member is not self.user_rate and member.enabled and guild_id is not None:
+            checks.append(("user", self._bucket(("member", str(guild_id), str(user_id)), member), member))
+        guild = stricter(self.guild_rate, guild_rate)
+        if guild.enabled and guild_id is not None:  # DMs have no server budget
+            checks.append(("guild", self._bucket(("guild", str(guild_id)), guild), guild))
         # the longest wait is the true one; look at every bucket before taking from any
         empty = [
             RateLimited(scope, bucket.get_retry_after(now), rate)
@@ -154,12 +172,23 @@ class RateLimiter:
         self._prune(now)
         return None
 
+    def first_refusal(self, user_id: int | str, retry_after: float) -> bool:
+        """True the first time ``user_id`` is refused within ``retry_after`` s (tell once, not per 🔁)."""
+        now = self._clock()
+        key = str(user_id)
+        if self._told.get(key, float("-inf")) > now:
+            return False
+        self._told[key] = now + retry_after
+        return True
+
     def _prune(self, now: float) -> None:
         if now - self._last_prune < self.PRUNE_EVERY:
             return
         self._last_prune = now
         for key in [k for k, b in self._buckets.items() if b.get_tokens(now) >= b.rate]:
             del self._buckets[key]
+        for key in [k for k, until in self._told.items() if until <= now]:
+            del self._told[key]
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -175,18 +204,3 @@ def limiter_for(bot: Any) -> RateLimiter:
         )
         bot.rate_limiter = limiter
     return limiter
-
-
-def guild_rates(store: Any, guild_id: int | str | None) -> tuple[Rate | None, Rate | None]:
-    """A server's own per-member and per-server rates from ``/admin limits`` (per minute), or None.
-
-    Only values an admin set count: the store's built-in defaults must not shadow the bot's
-    configured ``TEXTUNES_USER_RATE`` / ``TEXTUNES_GUILD_RATE``.
-    """
-    if guild_id is None:
-        return None, None
-    own = store.guild_settings(
-        guild_id, defaults={"user_jobs_per_minute": None, "guild_jobs_per_minute": None}
-    )
-    user, guild = own.get("user_jobs_per_minute"), own.get("guild_jobs_per_minute")
-    return (Rate(int(user), 60.0) if user else None, Rate(int(guild), 60.0) if guild else None)

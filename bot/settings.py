@@ -43,9 +43,15 @@ class Settings:
     progress_interval: float = 2.0  # seconds between progress edits (Discord rate-limits edits)
     job_timeout: float = 600.0
     log_level: str = "INFO"
-    # load the text models (and Korean splitter) before going online: building them holds the GIL
-    # for seconds, which would otherwise freeze the bot on the first /bgm-from-text
+    # start the analysis process (it loads the text models) before going online, instead of on the
+    # first /bgm-from-text; either way the models live in that process, never in the bot's
     preload_text: bool = True
+    # reading + analysing one document, in the analysis process: wall-clock limit and the memory it
+    # may map beyond the loaded models; going over either fails that request with a clear message
+    analysis_seconds: float = 30.0
+    analysis_memory_mb: int = 1500
+    # audio kept on disk (MB; 0 = no cap): the oldest non-favourite tracks go first, at start and daily
+    max_stored_mb: float = 2048.0
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "token")
@@ -136,6 +142,11 @@ class Settings:
             job_timeout=number("TEXTUNES_JOB_TIMEOUT", 600.0, float),
             log_level=(text("TEXTUNES_LOG_LEVEL", "INFO") or "INFO").upper(),
             preload_text=flag("TEXTUNES_PRELOAD_TEXT", True),
+            analysis_seconds=number("TEXTUNES_ANALYSIS_SECONDS", 30.0, float),
+            analysis_memory_mb=number("TEXTUNES_ANALYSIS_MEMORY_MB", 1500),
+            max_stored_mb=0.0
+            if text("TEXTUNES_MAX_STORED_MB") == "0"
+            else number("TEXTUNES_MAX_STORED_MB", 2048.0, float),
         )
 
     def require_token(self) -> str:

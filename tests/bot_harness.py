@@ -44,7 +44,8 @@ async def running_bot(
     )
     task = asyncio.create_task(bot.start(settings.token))
     try:
-        await fake.wait_connected(connections)
+        # with preload the analysis process loads the text models before the gateway connects
+        await fake.wait_connected(connections, timeout=120.0 if settings.preload_text else 10.0)
         await fake.wait_until(
             lambda: bot.get_guild(fake.guild_id) is not None, 15, "the guild in the bot's cache"
         )

@@ -15,8 +15,8 @@ from engine.generation.arranger import (
     ArrangerBackend,
     arrange,
     instrument_program,
-    parse_key,
     style_for,
+    tonic_pitch_class,
 )
 from engine.generation.base import MusicBackend
 from engine.spec import MusicSpec, Track
@@ -223,7 +223,11 @@ def test_bad_input_gets_a_friendly_error(backend):
         backend.generate([make_spec(bpm=900)], seed=1)
     with pytest.raises(UserInputError):
         backend.generate_continuation(one(backend, duration=5.0), 0)
-    assert parse_key("Bb") == 10 and parse_key("f# minor") == 6 and parse_key(None) is None
+    assert (
+        tonic_pitch_class("Bb") == 10
+        and tonic_pitch_class("f# minor") == 6
+        and tonic_pitch_class(None) is None
+    )
 
 
 def test_percussion_instruments_add_their_drums(backend):

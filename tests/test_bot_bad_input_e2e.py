@@ -64,7 +64,19 @@ async def nothing_lost(fake: FakeDiscord, bot, *, tracks: int) -> None:
 
     def idle() -> bool:
         engine_jobs = [bot.engine.jobs_of(str(fake.user_id(u))) for u in ("alice", "bob")]
-        return not bot.store.unfinished_jobs() and bot.engine.queue_length() == 0 and not any(engine_jobs)
+        # the service marks a job done once its tracks are stored; posting them comes right after
+        unposted = [
+            j
+            for u in ("alice", "bob")
+            for j in bot.store.jobs_of(fake.user_id(u), ("done",))
+            if not j.delivered_at
+        ]
+        return (
+            not bot.store.unfinished_jobs()
+            and bot.engine.queue_length() == 0
+            and not any(engine_jobs)
+            and not unposted
+        )
 
     await fake.wait_until(idle, 30, "every job finished in the store and the engine")
     posted = [m for m in fake.messages.values() if m.attachments and not m.deleted]
@@ -119,7 +131,9 @@ async def test_bad_documents_get_a_private_answer_and_lose_nothing(fake: FakeDis
                 await fake.wait_until(
                     lambda i=inter: i.original is not None and i.original.deleted, 10, filename
                 )
-        assert not store_jobs(bot, fake, "alice") and not public_warnings(fake)
+        # each document's request was recorded and failed with its reason; none is left running
+        failed = store_jobs(bot, fake, "alice")
+        assert all(j.state == "failed" and j.error for j in failed) and not public_warnings(fake)
         await next_request_works(fake)
         await nothing_lost(fake, bot, tracks=1)
 
@@ -222,11 +236,12 @@ async def test_rate_limits_name_the_wait_and_the_wait_is_true(fake: FakeDiscord,
         # waiting as long as the message said is enough
         await asyncio.sleep(max(0.0, refused_at + wait - asyncio.get_running_loop().time()))
         again = [await accepted(fake) for _ in range(2)]  # alice's new window, used up
-        # 🔁 on a track is no interaction: the refusal is a reply in the channel, and nothing is made
+        # 🔁 on a track is no interaction: the refusal goes privately by DM (once), nothing is made
         await fake.react(tracks[0], RECYCLE)
         await fake.wait_until(
-            lambda: any("try again in" in m.content for m in fake.channel_messages()), 10, "🔁 refusal"
+            lambda: any("try again in" in m.content for m in fake.dm_messages("alice")), 10, "🔁 refusal"
         )
+        assert not any("try again in" in m.content for m in fake.channel_messages())
         for inter in again:
             assert abs(seconds_of(await inter.wait_result()) - 5.0) < 0.1
         assert len(store_jobs(bot, fake, "alice")) == 4

@@ -61,7 +61,11 @@ async def final_job(
         if len(jobs) < nth:
             return False
         job = jobs[nth - 1]
-        return job.state in ("done", "failed") and (job.claimed_at is None) == (job.delivered_at is None)
+        # the service marks a job done once its tracks are stored: it is settled when posted, or
+        # failed with nothing left claimed
+        if job.state == "done":
+            return job.delivered_at is not None
+        return job.state == "failed" and job.claimed_at is None
 
     await eventually(settled, timeout, f"job {nth} to settle")
     return jobs_of(bot, fake, user)[nth - 1]

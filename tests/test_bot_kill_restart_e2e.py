@@ -236,8 +236,11 @@ async def test_sigkill_mid_queue_then_restart_posts_every_job_exactly_once(
 
         def settled() -> bool:
             rows, posts = store_jobs(data), posts_by_job(fake)
+            # a done job (tracks stored) is settled once its post is recorded (message_id), not before
             return all(
-                row["state"] in FINAL_STATES and (posts[j] >= 1 or failure_shown(fake, job_title(row)))
+                row["state"] in FINAL_STATES
+                and (row["state"] != "done" or row["message_id"] is not None)
+                and (posts[j] >= 1 or failure_shown(fake, job_title(row)))
                 for j, row in rows.items()
             )
 
@@ -292,7 +295,7 @@ async def test_kill_with_uploads_in_flight_never_posts_twice(fake: FakeDiscord, 
         before = store_jobs(data)
         assert len(before) == 2 and all(r["claimed_at"] is not None for r in before.values())
         assert all(r["delivered_at"] is None for r in before.values())  # killed before mark_delivered
-        assert all(r["state"] == "running" for r in before.values())
+        assert all(r["state"] == "done" for r in before.values())  # tracks stored (the service's "done")
         tracks_before = store_tracks(data)
         on_discord = posts_by_job(fake)
         assert sum(on_discord.values()) == 1

@@ -4,6 +4,7 @@ a full queue, /queue and /cancel between users, a PDF and pasted text for /bgm-f
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -176,8 +177,11 @@ async def test_text_models_are_loaded_before_the_bot_goes_online(fake: FakeDisco
         Settings.from_env({"TEXTUNES_PRELOAD_TEXT": "maybe"})
 
     async with running_bot(fake, settings_for(tmp_path, preload_text=True)) as bot:
-        assert bot._analyzer is not None  # loaded in setup_hook, before the gateway connected
-        analyzer = bot._analyzer
-        pasted = await fake.slash("bgm-from-text", {"text": "A quiet walk by the sea at dawn.", "duration": "5"})
+        # the analysis process was started (models loaded) in setup_hook, before the gateway connected
+        child = bot.sandbox.pid
+        assert child is not None and child != os.getpid() and bot.sandbox.mapped_bytes > 0
+        pasted = await fake.slash(
+            "bgm-from-text", {"text": "A quiet walk by the sea at dawn.", "duration": "5"}
+        )
         await pasted.wait_result(timeout=120)
-        assert bot._analyzer is analyzer  # the first request reused it
+        assert bot.sandbox.pid == child  # the first request reused it

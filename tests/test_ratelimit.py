@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.ratelimit import Rate, RateLimited, RateLimiter, guild_rates
+from bot.limits import server_rates as guild_rates
+from bot.ratelimit import Rate, RateLimited, RateLimiter
 from bot.settings import Settings, SettingsError
 from engine.errors import UserInputError
 from engine.store import Store
@@ -39,13 +40,40 @@ def test_user_bucket_empties_then_refills_after_its_period() -> None:
     assert rl.hit("alice", 1) is not None
 
 
-def test_members_have_their_own_buckets_and_servers_are_separate() -> None:
+def test_members_have_their_own_budget_shared_by_every_server_and_dms() -> None:
     clock = Clock()
     rl = limiter(Rate(1, 60), Rate(0), clock)
     assert rl.hit("alice", 1) is None
     assert rl.hit("alice", 1) is not None
     assert rl.hit("bob", 1) is None  # bob is not slowed down by alice
-    assert rl.hit("alice", 2) is None  # nor is alice on another server
+    # alice cannot go around her budget on another server or in DMs (issue 14)
+    assert rl.hit("alice", 2) is not None and rl.hit("alice", None) is not None
+    dm_first = limiter(Rate(1, 60), Rate(0), clock)
+    assert dm_first.hit("carol", None) is None and dm_first.hit("carol", 1) is not None
+
+
+def test_a_server_can_only_lower_the_operators_rate() -> None:
+    clock = Clock()
+    rl = limiter(Rate(2, 60), Rate(0), clock)
+    # a server asking for more than the operator allows gets the operator's rate
+    assert rl.hit("alice", 1, user_rate=Rate(100, 60)) is None
+    assert rl.hit("alice", 1, user_rate=Rate(100, 60)) is None
+    refused = rl.hit("alice", 1, user_rate=Rate(100, 60))
+    assert refused is not None and "limit 2 per minute" in refused.message()
+    # a stricter server rate applies on that server, on top of the member's own budget
+    assert rl.hit("bob", 5, user_rate=Rate(1, 60)) is None
+    strict = rl.hit("bob", 5, user_rate=Rate(1, 60))
+    assert strict is not None and "limit 1 per minute" in strict.message()
+    assert rl.hit("bob", 6) is None  # elsewhere bob still has the operator's second token
+
+
+def test_a_refusal_is_told_once_per_wait() -> None:
+    clock = Clock()
+    rl = limiter(Rate(1, 60), Rate(0), clock)
+    assert rl.first_refusal("alice", 30.0) and not rl.first_refusal("alice", 30.0)
+    assert rl.first_refusal("bob", 30.0)
+    clock.now += 30.5
+    assert rl.first_refusal("alice", 30.0)
 
 
 def test_server_limit_counts_every_member_together() -> None:

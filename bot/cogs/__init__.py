@@ -1,0 +1,1 @@
+"""One cog per feature (RoboDanny style); none imports another."""

@@ -18,8 +18,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.library import _canonical_tempo, guild_limits, reply_error, store_of
+from bot.checks import manager
 from bot.embeds import mmss
+from bot.limits import check_override, guild_limits, per_minute
+from bot.replies import FrontCog, shown
+from bot.transformers import DurationOption, Genres, Instruments, Keywords, Moods, TempoOption
 from engine.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -33,11 +36,6 @@ KIND_CHOICES = [
     app_commands.Choice(name="instrument", value="instruments"),
     app_commands.Choice(name="keyword", value="keywords"),
 ]
-NEED_PERMISSION = "You need the **Manage Server** permission to change TexTuneS's server settings."
-
-
-def _split(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").replace("\n", ",").split(",") if v.strip()]
 
 
 def _canonical_names(store: Store, guild_id: int, kind: str, names: list[str]) -> list[str]:
@@ -57,7 +55,7 @@ def _canonical_names(store: Store, guild_id: int, kind: str, names: list[str]) -
     return out
 
 
-class Admin(commands.Cog):
+class Admin(FrontCog):
     """Per-server settings for server managers."""
 
     admin = app_commands.Group(
@@ -72,34 +70,22 @@ class Admin(commands.Cog):
 
     @property
     def store(self) -> Store:
-        return store_of(self.bot)
+        return self.bot.store  # type: ignore[attr-defined]
 
-    async def _allowed(self, interaction: discord.Interaction) -> bool:
-        if interaction.guild_id is None:
-            await reply_error(interaction, "Server settings only exist inside a server.")
-            return False
-        if not interaction.permissions.manage_guild:
-            log.info("admin: user %s without Manage Server tried /admin", interaction.user.id)
-            await reply_error(interaction, NEED_PERMISSION)
-            return False
-        return True
+    @property
+    def settings(self) -> Any:
+        return getattr(self.bot, "settings", None)  # the operator's caps (None in a bare host)
 
     async def _run(self, interaction: discord.Interaction, work, done: str) -> None:
-        """Permission check, store call off the loop, friendly error or confirmation."""
-        if not await self._allowed(interaction):
-            return
-        try:
-            result = await asyncio.to_thread(work)
-        except UserInputError as exc:
-            await reply_error(interaction, str(exc))
-            return
-        text = done.format(result=result) if "{result" in done else done
+        """Store call off the loop, then the confirmation (errors: the cog's one handler)."""
+        result = await asyncio.to_thread(work)
+        text = done.format(result=shown(result)) if "{result" in done else done
         await interaction.response.send_message(text, ephemeral=True)
 
     # ------------------------------------------------------------------------------ show
     def _overview(self, guild_id: int) -> discord.Embed:
         store = self.store
-        limits = guild_limits(store, guild_id, self.bot)
+        limits = guild_limits(store, guild_id, self.settings)
         embed = discord.Embed(title="TexTuneS on this server")
         channels = limits.get("allowed_channels") or []
         embed.add_field(
@@ -111,13 +97,13 @@ class Admin(commands.Cog):
         embed.add_field(name="Queue size", value=str(limits["queue_size"]))
         embed.add_field(name="Max duration", value=mmss(limits["max_duration"]))
         embed.add_field(name="Max takes", value=str(limits["max_samples"]))
-        embed.add_field(name="Jobs/min per member", value=str(limits["user_jobs_per_minute"]))
-        embed.add_field(name="Jobs/min server", value=str(limits["guild_jobs_per_minute"]))
+        embed.add_field(name="Jobs/min per member", value=per_minute(limits["user_jobs_per_minute"]))
+        embed.add_field(name="Jobs/min server", value=per_minute(limits["guild_jobs_per_minute"]))
         categories = store.guild_categories(guild_id)
         if categories:
             by_kind: dict[str, list[str]] = {}
             for c in categories:
-                by_kind.setdefault(c.kind, []).append(c.label)
+                by_kind.setdefault(c.kind, []).append(shown(c.label))
             text = "\n".join(f"**{k}**: {', '.join(v)}" for k, v in by_kind.items())
             embed.add_field(name="Custom categories", value=text[:1024], inline=False)
         presets = store.guild_presets(guild_id)
@@ -128,9 +114,8 @@ class Admin(commands.Cog):
         return embed
 
     @admin.command(name="show", description="Show this server's TexTuneS settings, categories and presets")
+    @manager()
     async def show(self, interaction: discord.Interaction) -> None:
-        if not await self._allowed(interaction):
-            return
         embed = await asyncio.to_thread(self._overview, interaction.guild_id)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
@@ -146,6 +131,7 @@ class Admin(commands.Cog):
             app_commands.Choice(name="all", value="all"),
         ]
     )
+    @manager()
     async def channels(
         self,
         interaction: discord.Interaction,
@@ -153,14 +139,10 @@ class Admin(commands.Cog):
         channel: app_commands.AppCommandChannel | None = None,
     ) -> None:
         store, guild_id = self.store, interaction.guild_id
-        if not await self._allowed(interaction):
-            return
         if action != "all" and channel is None:
-            await reply_error(interaction, f"Pick the channel to {action}.")
-            return
+            raise UserInputError(f"Pick the channel to {action}.")
         if channel is not None and channel.type == discord.ChannelType.category:
-            await reply_error(interaction, "That is a category; pick a channel the bot can post in.")
-            return
+            raise UserInputError("That is a category; pick a channel the bot can post in.")
 
         def work() -> list[str]:
             current = list(store.guild_settings(guild_id)["allowed_channels"])
@@ -172,11 +154,7 @@ class Admin(commands.Cog):
                 current = [c for c in current if c != str(channel.id)]
             return store.set_guild_settings(guild_id, allowed_channels=current or None)["allowed_channels"]
 
-        try:
-            allowed = await asyncio.to_thread(work)
-        except UserInputError as exc:
-            await reply_error(interaction, str(exc))
-            return
+        allowed = await asyncio.to_thread(work)
         where = ", ".join(f"<#{c}>" for c in allowed) if allowed else "every channel"
         await interaction.response.send_message(f"TexTuneS now works in {where}.", ephemeral=True)
 
@@ -193,12 +171,13 @@ class Admin(commands.Cog):
         guild_jobs_per_minute="Requests for the whole server per minute (1-1000)",
         reset="Restore every limit to the default",
     )
+    @manager()
     async def limits(
         self,
         interaction: discord.Interaction,
         jobs_per_user: int | None = None,
         queue_size: int | None = None,
-        max_duration: str | None = None,
+        max_duration: DurationOption | None = None,
         max_samples: int | None = None,
         user_jobs_per_minute: int | None = None,
         guild_jobs_per_minute: int | None = None,
@@ -219,27 +198,22 @@ class Admin(commands.Cog):
             "guild_jobs_per_minute": guild_jobs_per_minute,
         }
         changes.update({k: v for k, v in given.items() if v is not None})
+        if max_duration is not None:
+            changes["max_duration"] = max_duration
+        for key, value in changes.items():  # a server can lower the operator's caps, never raise them
+            check_override(self.settings, key, value)
 
         def work() -> dict[str, Any]:
-            if max_duration is not None:
-                from engine.prompt import parse_duration
-
-                changes["max_duration"] = parse_duration(max_duration)
             if changes:
                 store.set_guild_settings(guild_id, **changes)
-            return guild_limits(store, guild_id, self.bot)
+            return guild_limits(store, guild_id, self.settings)
 
-        if not await self._allowed(interaction):
-            return
-        try:
-            merged = await asyncio.to_thread(work)
-        except UserInputError as exc:
-            await reply_error(interaction, str(exc))
-            return
+        merged = await asyncio.to_thread(work)
         summary = (
             f"jobs per member **{merged['jobs_per_user']}**, queue **{merged['queue_size']}**, "
             f"max duration **{mmss(merged['max_duration'])}**, takes **{merged['max_samples']}**, "
-            f"per member **{merged['user_jobs_per_minute']}/min**, server **{merged['guild_jobs_per_minute']}/min**"
+            f"per member **{per_minute(merged['user_jobs_per_minute'])}/min**, "
+            f"server **{per_minute(merged['guild_jobs_per_minute'])}/min**"
         )
         prefix = "Saved. " if changes or max_duration is not None else ""
         await interaction.response.send_message(f"{prefix}Limits: {summary}.", ephemeral=True)
@@ -250,6 +224,7 @@ class Admin(commands.Cog):
         kind="What it is", name="English name (used in the music prompt)", korean="Korean label"
     )
     @app_commands.choices(kind=KIND_CHOICES)
+    @manager()
     async def category_add(
         self, interaction: discord.Interaction, kind: str, name: str, korean: str | None = None
     ) -> None:
@@ -263,6 +238,7 @@ class Admin(commands.Cog):
     @admin.command(name="category-remove", description="Remove a server-only category")
     @app_commands.describe(kind="What it is", name="Its English or Korean name")
     @app_commands.choices(kind=KIND_CHOICES)
+    @manager()
     async def category_remove(self, interaction: discord.Interaction, kind: str, name: str) -> None:
         store, guild_id = self.store, interaction.guild_id
 
@@ -294,16 +270,17 @@ class Admin(commands.Cog):
         keywords="Free keywords, comma separated",
         duration="Default duration, e.g. 30 or 1:00",
     )
+    @manager()
     async def preset_add(
         self,
         interaction: discord.Interaction,
         name: str,
-        genres: str | None = None,
-        moods: str | None = None,
-        tempo: str | None = None,
-        instruments: str | None = None,
-        keywords: str | None = None,
-        duration: str | None = None,
+        genres: Genres | None = None,
+        moods: Moods | None = None,
+        tempo: TempoOption | None = None,
+        instruments: Instruments | None = None,
+        keywords: Keywords | None = None,
+        duration: DurationOption | None = None,
     ) -> None:
         store, guild_id, user_id = self.store, interaction.guild_id, interaction.user.id
 
@@ -311,11 +288,11 @@ class Admin(commands.Cog):
             preset = store.add_guild_preset(
                 guild_id,
                 name,
-                genres=_canonical_names(store, guild_id, "genres", _split(genres)),
-                moods=_canonical_names(store, guild_id, "moods", _split(moods)),
-                tempo=_canonical_tempo(tempo) if tempo else None,
-                instruments=_canonical_names(store, guild_id, "instruments", _split(instruments)),
-                keywords=_split(keywords),
+                genres=_canonical_names(store, guild_id, "genres", genres or []),
+                moods=_canonical_names(store, guild_id, "moods", moods or []),
+                tempo=tempo,
+                instruments=_canonical_names(store, guild_id, "instruments", instruments or []),
+                keywords=keywords or [],
                 duration=duration,
                 created_by=user_id,
             )
@@ -325,6 +302,7 @@ class Admin(commands.Cog):
 
     @admin.command(name="preset-remove", description="Remove a preset/theme")
     @app_commands.describe(name="Preset name")
+    @manager()
     async def preset_remove(self, interaction: discord.Interaction, name: str) -> None:
         store, guild_id = self.store, interaction.guild_id
 
@@ -349,7 +327,7 @@ def _preset_line(preset) -> str:
         parts.append(preset.tempo)
     if preset.duration:
         parts.append(mmss(preset.duration))
-    return f"**{preset.name}**: {', '.join(parts)}"
+    return f"**{shown(preset.name)}**: {shown(', '.join(parts))}"
 
 
 async def setup(bot: commands.Bot) -> None:

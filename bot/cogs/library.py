@@ -16,7 +16,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.checks import channel_refusal, require_owner
+from bot.components import STAR, FavoriteButton, RepostSelect
 from bot.embeds import mmss
+from bot.limits import guild_limits
+from bot.replies import FrontCog, shown
+from bot.transformers import DurationOption, TempoOption
 from engine.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -24,33 +29,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("textunes.bot.library")
 
-STAR = "\N{WHITE MEDIUM STAR}"
-REPOST_PREFIX = "textunes:repost"
-FAVORITE_PREFIX = "textunes:fav"
 MAX_SELECT_OPTIONS = 25  # Discord's limit for a select menu
-
-
-def store_of(bot: commands.Bot) -> Store:
-    store = getattr(bot, "store", None)
-    if store is None:
-        raise RuntimeError("the bot has no store (bot.store); the library cog needs one")
-    return store
-
-
-async def reply_error(interaction: discord.Interaction, message: str) -> None:
-    """An ephemeral error, whether or not the interaction was already acknowledged."""
-    if interaction.response.is_done():
-        await interaction.followup.send(message, ephemeral=True)
-    else:
-        await interaction.response.send_message(message, ephemeral=True)
 
 
 def track_title(record: TrackRecord, limit: int = 90) -> str:
     """A short human name for a track: its genres/moods, else the start of its prompt."""
     params = record.params or {}
     words = [*params.get("genres", []), *params.get("moods", [])]
-    title = ", ".join(words) if words else record.prompt
-    return title if len(title) <= limit else title[: limit - 1] + "…"
+    return shown(", ".join(words) if words else record.prompt, limit)
 
 
 def track_embed(record: TrackRecord, *, title: str | None = None, favorite: bool = False) -> discord.Embed:
@@ -71,77 +57,7 @@ def history_line(n: int, record: TrackRecord, favorite: bool) -> str:
     )
 
 
-class RepostSelect(
-    discord.ui.DynamicItem[discord.ui.Select], template=REPOST_PREFIX + r":(?P<user_id>[0-9]+)"
-):
-    """Pick one of your tracks to post it again in this channel (history / favorites lists)."""
-
-    def __init__(self, user_id: int, options: list[discord.SelectOption] | None = None) -> None:
-        super().__init__(
-            discord.ui.Select(
-                custom_id=f"{REPOST_PREFIX}:{user_id}",
-                placeholder="Re-post one of these tracks here…",
-                min_values=1,
-                max_values=1,
-                # after a restart the real options come back from the message itself
-                options=options or [discord.SelectOption(label="-", value="-")],
-            )
-        )
-        self.user_id = user_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Select, match: Any
-    ) -> RepostSelect:
-        return cls(int(match["user_id"]), options=list(item.options))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        if interaction.user.id != self.user_id:
-            await reply_error(interaction, "This list belongs to someone else. Use /history to see yours.")
-            return
-        cog = interaction.client.get_cog("Library")  # type: ignore[union-attr]
-        if cog is None:
-            await reply_error(interaction, "The library is not available right now; try again in a minute.")
-            return
-        await cog.repost(interaction, self.item.values[0])
-
-
-class FavoriteButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=FAVORITE_PREFIX + r":(?P<track_id>[0-9a-f]{6,32})"
-):
-    """⭐ on a track message: toggles the track in the clicking user's favorites (anyone may click)."""
-
-    def __init__(self, track_id: str) -> None:
-        super().__init__(
-            discord.ui.Button(
-                style=discord.ButtonStyle.secondary, emoji=STAR, custom_id=f"{FAVORITE_PREFIX}:{track_id}"
-            )
-        )
-        self.track_id = track_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: Any
-    ) -> FavoriteButton:
-        return cls(match["track_id"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        store = store_of(interaction.client)  # type: ignore[arg-type]
-        user_id = interaction.user.id
-        try:
-            now_on = await asyncio.to_thread(
-                lambda: store.set_favorite(
-                    user_id, self.track_id, on=not store.is_favorite(user_id, self.track_id)
-                )
-            )
-        except UserInputError as exc:
-            await reply_error(interaction, str(exc))
-            return
-        text = f"{STAR} Added to your favorites." if now_on else "Removed from your favorites."
-        await interaction.response.send_message(text + " See them with /favorite.", ephemeral=True)
-
-
-class Library(commands.Cog):
+class Library(FrontCog):
     """History, favorites and per-user defaults."""
 
     def __init__(self, bot: commands.Bot) -> None:
@@ -149,7 +65,7 @@ class Library(commands.Cog):
 
     @property
     def store(self) -> Store:
-        return store_of(self.bot)
+        return self.bot.store  # type: ignore[attr-defined]
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(RepostSelect, FavoriteButton)
@@ -196,23 +112,28 @@ class Library(commands.Cog):
             interaction, records, "Your recent tracks", "You have no tracks yet. Make one with /bgm."
         )
 
+    async def repost_choice(self, interaction: discord.Interaction, owner_id: int, track_id: str) -> None:
+        """A pick in a /history or /favorite list (the list's owner only)."""
+        require_owner(
+            owner_id, interaction.user.id, "This list belongs to someone else. Use /history to see yours."
+        )
+        await self.repost(interaction, track_id)
+
     async def repost(self, interaction: discord.Interaction, track_id: str) -> None:
         """Post a stored track again in the interaction's channel (re-encoded if over the upload limit)."""
         store = self.store
         record = await asyncio.to_thread(store.get_track, track_id)
-        if record is None or str(record.user_id) != str(interaction.user.id):
-            await reply_error(interaction, "That track is not in your library any more.")
-            return
-        blocked = await asyncio.to_thread(channel_block_reason, store, interaction)
+        if record is None:
+            raise UserInputError("That track is not in your library any more.")
+        require_owner(record.user_id, interaction.user.id, "That track is not in your library any more.")
+        blocked = await channel_refusal(interaction)
         if blocked:
-            await reply_error(interaction, blocked)
-            return
+            raise UserInputError(blocked)
         await interaction.response.defer(thinking=True)  # reading/re-encoding may take a moment
         try:
             data, filename = await asyncio.to_thread(_fitting_file, store, record, interaction.filesize_limit)
         except UserInputError as exc:
-            await interaction.edit_original_response(content=f"Could not re-post it: {exc}")
-            return
+            raise UserInputError(f"Could not re-post it: {exc}") from None
         favorite = await asyncio.to_thread(store.is_favorite, interaction.user.id, record.id)
         view = discord.ui.View(timeout=None)
         view.add_item(FavoriteButton(record.id))
@@ -223,6 +144,15 @@ class Library(commands.Cog):
             view=view,
             allowed_mentions=discord.AllowedMentions.none(),
         )
+
+    async def toggle_favorite(self, interaction: discord.Interaction, track_id: str) -> None:
+        """⭐ under a track: in or out of the clicking member's favorites (anyone may click)."""
+        store, user_id = self.store, interaction.user.id
+        now_on = await asyncio.to_thread(
+            lambda: store.set_favorite(user_id, track_id, on=not store.is_favorite(user_id, track_id))
+        )
+        text = f"{STAR} Added to your favorites." if now_on else "Removed from your favorites."
+        await interaction.response.send_message(text + " See them with /favorite.", ephemeral=True)
 
     # ----------------------------------------------------------------------------- /favorite
     @app_commands.command(
@@ -243,14 +173,10 @@ class Library(commands.Cog):
                 f"No favorites yet. Use /favorite with a track, or press {STAR} under a track.",
             )
             return
-        try:
-            record = await asyncio.to_thread(store.get_track, track.strip())
-            if record is None:
-                raise UserInputError("I can't find that track. Pick one from the list as you type.")
-            on = await asyncio.to_thread(store.set_favorite, user_id, record.id, not remove)
-        except UserInputError as exc:
-            await reply_error(interaction, str(exc))
-            return
+        record = await asyncio.to_thread(store.get_track, track.strip())
+        if record is None:
+            raise UserInputError("I can't find that track. Pick one from the list as you type.")
+        on = await asyncio.to_thread(store.set_favorite, user_id, record.id, not remove)
         verb = f"{STAR} Added to" if on else "Removed from"
         await interaction.response.send_message(
             f"{verb} your favorites: **{track_title(record)}**", ephemeral=True
@@ -311,33 +237,34 @@ class Library(commands.Cog):
     async def settings(
         self,
         interaction: discord.Interaction,
-        tempo: str | None = None,
-        duration: str | None = None,
+        tempo: TempoOption | None = None,
+        duration: DurationOption | None = None,
         format: str | None = None,  # noqa: A002 - the option name users see
         reset: bool = False,
     ) -> None:
         store = self.store
         user_id = interaction.user.id
-        guild_id = interaction.guild_id
-        try:
-            changes: dict[str, Any] = {}
-            if reset:
-                changes = {"tempo": None, "duration": None, "format": None}
-            if tempo:
-                changes["tempo"] = _canonical_tempo(tempo)
-            if duration:
-                changes["duration"] = await asyncio.to_thread(
-                    _checked_duration, store, guild_id, duration, self.bot
+        changes: dict[str, Any] = {}
+        if reset:
+            changes = {"tempo": None, "duration": None, "format": None}
+        if tempo:
+            changes["tempo"] = tempo
+        if duration:
+            settings = getattr(self.bot, "settings", None)
+            cap = (await asyncio.to_thread(guild_limits, store, interaction.guild_id, settings))[
+                "max_duration"
+            ]
+            if duration > cap:
+                raise UserInputError(
+                    f"This server allows at most {mmss(cap)} per track; choose {mmss(cap)} or less."
                 )
-            if format:
-                changes["format"] = format
-            if changes:
-                current = await asyncio.to_thread(lambda: store.set_user_settings(user_id, **changes))
-            else:
-                current = await asyncio.to_thread(store.user_settings, user_id)
-        except UserInputError as exc:
-            await reply_error(interaction, str(exc))
-            return
+            changes["duration"] = duration
+        if format:
+            changes["format"] = format
+        if changes:
+            current = await asyncio.to_thread(lambda: store.set_user_settings(user_id, **changes))
+        else:
+            current = await asyncio.to_thread(store.user_settings, user_id)
         embed = discord.Embed(
             title="Your /bgm defaults" + (" (saved)" if changes else ""),
             description="Options you type in /bgm always win over these.",
@@ -348,72 +275,6 @@ class Library(commands.Cog):
         )
         embed.add_field(name="Format", value=current.get("format") or "mp3")
         await interaction.response.send_message(embed=embed, ephemeral=True)
-
-    @settings.autocomplete("tempo")
-    async def _tempo_autocomplete(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        from engine.catalogue import default_catalogue
-
-        entries = await asyncio.to_thread(default_catalogue().complete, "tempos", current)
-        return [app_commands.Choice(name=f"{e.en} ({e.ko})"[:100], value=e.en) for e in entries][
-            :MAX_SELECT_OPTIONS
-        ]
-
-
-# ----------------------------------------------------------------------------------------------
-# helpers shared with the admin cog
-# ----------------------------------------------------------------------------------------------
-def _canonical_tempo(value: str) -> str:
-    """'fast' / '빠르게' -> 'Fast'; '92' / '92 bpm' -> '92 bpm' (UserInputError otherwise)."""
-    from engine.catalogue import default_catalogue
-
-    info = default_catalogue().tempo(value)
-    return f"{info.bpm} bpm" if getattr(info, "explicit", False) else info.label
-
-
-def _checked_duration(store: Store, guild_id: int | None, value: str, bot: commands.Bot) -> float:
-    from engine.prompt import parse_duration
-
-    seconds = parse_duration(value)
-    cap = guild_limits(store, guild_id, bot)["max_duration"]
-    if seconds > cap:
-        raise UserInputError(
-            f"This server allows at most {mmss(cap)} per track; choose {mmss(cap)} or less."
-        )
-    return seconds
-
-
-def guild_limits(store: Store, guild_id: int | None, bot: commands.Bot) -> dict[str, Any]:
-    """Guild settings merged over the bot's configured limits (env/.env) over the store defaults."""
-    settings = getattr(bot, "settings", None)
-    defaults: dict[str, Any] = {}
-    if settings is not None:
-        for key, attr in (
-            ("jobs_per_user", "per_user_jobs"),
-            ("queue_size", "max_queue"),
-            ("max_duration", "max_duration"),
-            ("max_samples", "max_samples"),
-        ):
-            if getattr(settings, attr, None) is not None:
-                defaults[key] = getattr(settings, attr)
-    return store.guild_settings(guild_id, defaults=defaults)
-
-
-def channel_block_reason(store: Store, interaction: discord.Interaction) -> str | None:
-    """Why the bot may not post in this channel (admin restriction), or None when it may."""
-    if interaction.guild_id is None:
-        return None
-    allowed = store.guild_settings(interaction.guild_id).get("allowed_channels") or []
-    channel_id = interaction.channel_id
-    if not allowed or str(channel_id) in allowed:
-        return None
-    # threads inherit their parent channel's permission
-    parent = getattr(interaction.channel, "parent_id", None)
-    if parent is not None and str(parent) in allowed:
-        return None
-    mentions = ", ".join(f"<#{c}>" for c in allowed[:10])
-    return f"TexTuneS is limited to {mentions} on this server. Try there."
 
 
 def _fitting_file(store: Store, record: TrackRecord, limit: int) -> tuple[bytes, str]:

@@ -8,14 +8,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.delivery import reply_ephemeral
+from bot.checks import require_owner
+from bot.replies import FrontCog, reply_private, shown
 from engine.catalogue import default_catalogue
-from engine.errors import UserInputError
 
 KINDS = ("genres", "moods", "instruments", "tempos", "durations")
 
 
-class Queue(commands.Cog):
+class Queue(FrontCog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
 
@@ -39,19 +39,18 @@ class Queue(commands.Cog):
         mine = engine.jobs_of(user)
         if job is None:
             if not mine:
-                await reply_ephemeral(interaction, "You have no job to cancel.")
+                await reply_private(interaction, "You have no job to cancel.")
                 return
             job = mine[-1]
         record = await asyncio.to_thread(self.bot.store.get_job, job)
-        if record is not None and record.user_id != user:
-            await reply_ephemeral(
-                interaction, "That job belongs to someone else; you can only cancel your own."
+        if record is not None:
+            require_owner(
+                record.user_id, user, "That job belongs to someone else; you can only cancel your own."
             )
-            return
-        if await engine.cancel(job, user_id=user):
-            await reply_ephemeral(interaction, f"🛑 Cancelled `{job}`.")
+        if await self.bot.service.cancel(job, user_id=user):  # analysing requests too
+            await reply_private(interaction, f"🛑 Cancelled `{shown(job, 40)}`.")
         else:
-            await reply_ephemeral(interaction, f"`{job}` is not queued or running any more.")
+            await reply_private(interaction, f"`{shown(job, 40)}` is not queued or running any more.")
 
     @cancel.autocomplete("job")
     async def _job(self, interaction: discord.Interaction, current: str):
@@ -68,18 +67,14 @@ class Queue(commands.Cog):
     async def categories(
         self, interaction: discord.Interaction, kind: str, search: str | None = None, popular: bool = False
     ) -> None:
-        try:
-            entries = default_catalogue().list(kind, popular=popular, search=search)
-        except UserInputError as exc:
-            await reply_ephemeral(interaction, str(exc))
-            return
+        entries = default_catalogue().list(kind, popular=popular, search=search)
         if not entries:
-            await reply_ephemeral(interaction, f"No {kind} match '{search}'.")
+            await reply_private(interaction, f"No {kind} match '{shown(search, 60)}'.")
             return
-        shown = ", ".join(f"{e.en} ({e.ko})" if e.ko and e.ko != e.en else e.en for e in entries)
-        if len(shown) > 1900:
-            shown = shown[:1900].rsplit(",", 1)[0] + ", …"
-        await interaction.response.send_message(f"**{kind}** ({len(entries)}): {shown}", ephemeral=True)
+        listed = ", ".join(f"{e.en} ({e.ko})" if e.ko and e.ko != e.en else e.en for e in entries)
+        if len(listed) > 1900:
+            listed = listed[:1900].rsplit(",", 1)[0] + ", …"
+        await interaction.response.send_message(f"**{kind}** ({len(entries)}): {listed}", ephemeral=True)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -1,30 +1,27 @@
-"""``/bgm-from-text``: a document (or pasted text) → analysis → music that fits it."""
+"""``/bgm-from-text``: a document (or pasted text) → the engine's analysis sandbox → music that fits it.
+
+The bot never reads or analyses a document itself: it checks what Discord says about the upload
+(name, size), downloads it and hands the bytes to ``MusicService`` as a ``DocumentRequest``; the
+service reads and analyses it in a separate process with time and memory limits.
+"""
 
 from __future__ import annotations
-
-import asyncio
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.bgm import duration_choices, duration_refusal, split_list, tempo_choices
-from bot.cogs.library import channel_block_reason, guild_limits
-from bot.delivery import JobPlan, analysis_summary, capacity_refusal, reply_ephemeral, start_interaction_job
+from bot.checks import channel_allowed
+from bot.delivery.plan import JobPlan
+from bot.delivery.progress import capacity_refusal, requester_of, start_interaction_job
+from bot.replies import FrontCog
+from bot.transformers import DurationOption, Keywords, TempoOption
 from engine.errors import UserInputError
-from engine.text.ingest import check_upload, document_from_text, read_document
+from engine.service import DocumentRequest
+from engine.text.ingest import check_upload
 
 
-async def fail_privately(interaction: discord.Interaction, message: str) -> None:
-    """After a public defer: drop the "thinking…" message and tell only the user what went wrong."""
-    try:
-        await interaction.delete_original_response()
-    except discord.HTTPException:
-        pass
-    await interaction.followup.send(message, ephemeral=True)
-
-
-class TextMode(commands.Cog):
+class TextMode(FrontCog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
 
@@ -38,72 +35,39 @@ class TextMode(commands.Cog):
         tempo="override the tempo: Slow / Medium / Fast or a BPM",
         keywords="extra keywords, comma-separated",
     )
+    @channel_allowed()
     async def bgm_from_text(
         self,
         interaction: discord.Interaction,
         file: discord.Attachment | None = None,
         text: str | None = None,
-        duration: str | None = None,
-        tempo: str | None = None,
-        keywords: str | None = None,
+        duration: DurationOption | None = None,
+        tempo: TempoOption | None = None,
+        keywords: Keywords | None = None,
     ) -> None:
-        bot, store = self.bot, self.bot.store
-        blocked = await asyncio.to_thread(channel_block_reason, store, interaction)
-        if blocked:
-            await reply_ephemeral(interaction, blocked)
-            return
+        bot = self.bot
         if file is None and not (text and text.strip()):
-            await reply_ephemeral(interaction, "Attach a document (`file`) or paste some `text` to score.")
-            return
-        max_bytes = bot.settings.max_file_bytes
-        try:
-            if file is not None:  # name and size are known before downloading anything
-                check_upload(file.filename, file.size, max_bytes=max_bytes)
-        except UserInputError as exc:
-            await reply_ephemeral(interaction, f"⚠️ {exc}")
-            return
-        # say "queue full / too many jobs" now, ephemerally, before downloading or analysing anything
-        # (only a look at the rate limit: start_interaction_job counts the request once it starts)
-        refusal = await capacity_refusal(bot, interaction.user.id, interaction.guild_id, charge=False)
+            raise UserInputError("Attach a document (`file`) or paste some `text` to score.")
+        if file is not None:  # name and size are known before downloading anything
+            check_upload(file.filename, file.size, max_bytes=bot.settings.max_file_bytes)
+        requester = requester_of(interaction.user.id, interaction.guild_id, interaction.channel_id)
+        # analysing costs as much as making music: the request takes its rate-limit token now, so a
+        # document that fails to read or analyse is not free (and the answer is still private)
+        refusal = await capacity_refusal(bot, requester, duration=duration)
         if refusal:
-            await reply_ephemeral(interaction, f"⚠️ {refusal}")
-            return
+            raise UserInputError(refusal.text)
         await interaction.response.defer(thinking=True)
-        try:
-            if file is not None:
-                data = await file.read()
-                doc = await asyncio.to_thread(read_document, data, file.filename, max_bytes=max_bytes)
-            else:
-                doc = await asyncio.to_thread(document_from_text, text or "")
-            await interaction.edit_original_response(content="📖 Reading your text…")
-            analyzer = await bot.analyzer()
-            analysis = await asyncio.to_thread(
-                analyzer.analyze,
-                doc.text,
-                title=doc.title,
-                tempo=tempo,
-                duration=duration or 15,
-                keywords=tuple(split_list(keywords)),
-            )
-        except UserInputError as exc:
-            await fail_privately(interaction, f"⚠️ {exc}")
-            return
-        limits = await asyncio.to_thread(guild_limits, store, interaction.guild_id, bot)
-        too_long = duration_refusal(bot, limits, analysis.spec.duration)
-        if too_long:
-            await fail_privately(interaction, too_long)
-            return
-        title = f"Music for “{doc.title}”" if doc.title else "Music for your text"
-        plan = JobPlan(spec=analysis.spec, analysis=analysis_summary(analysis), title=title[:120])
-        await start_interaction_job(bot, interaction, plan, kind="text")
-
-    @bgm_from_text.autocomplete("duration")
-    async def _duration(self, interaction: discord.Interaction, current: str):
-        return duration_choices(current)
-
-    @bgm_from_text.autocomplete("tempo")
-    async def _tempo(self, interaction: discord.Interaction, current: str):
-        return tempo_choices(current)
+        data = await file.read() if file is not None else None
+        request = DocumentRequest(
+            data=data,
+            filename=file.filename if file is not None else None,
+            text=None if file is not None else text,
+            duration=duration,
+            tempo=tempo,
+            keywords=tuple(keywords or ()),
+        )
+        plan = JobPlan(spec=None, title="Music for your text", document=True)
+        await start_interaction_job(bot, interaction, plan, kind="text", request=request, charged=True)
 
 
 async def setup(bot: commands.Bot) -> None:

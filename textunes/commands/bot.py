@@ -29,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env(dotenv_path=args.env_file)
     token = settings.require_token()
     discord.utils.setup_logging(level=getattr(logging, settings.log_level, logging.INFO))
+    from bot import logs
+
+    logs.install([token])  # also on the handler setup_logging just added
     bot = create_bot(settings, sync_only=args.sync)
 
     if args.sync:

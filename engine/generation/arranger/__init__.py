@@ -106,7 +106,7 @@ from engine.generation.arranger.theory import (
     build_chord,
     default_intro_bars,
     default_outro_bars,
-    parse_key,
+    tonic_pitch_class,
     voice_chord,
 )
 
@@ -175,7 +175,7 @@ __all__ = [
     "lofi_colour",
     "midi_bytes",
     "orchestrate",
-    "parse_key",
+    "tonic_pitch_class",
     "render_arrangement",
     "render_midi",
     "soundfont_bytes",

@@ -20,7 +20,7 @@ from engine.generation.arranger.render import (
     render_first,
     to_rate,
 )
-from engine.generation.arranger.theory import NOTE_NAMES, InvalidArrangerInput, bars_for, parse_key
+from engine.generation.arranger.theory import NOTE_NAMES, InvalidArrangerInput, bars_for, tonic_pitch_class
 from engine.generation.base import GenerationParams, ProgressFn
 from engine.spec import MusicSpec, Track
 
@@ -173,7 +173,7 @@ class ArrangerBackend:
             )
         if not 30 <= float(spec.bpm) <= 300:
             raise InvalidArrangerInput(f"Tempo {spec.bpm} BPM is out of range: use 30-300 BPM.")
-        parse_key(spec.key)
+        tonic_pitch_class(spec.key)
 
     def _render(
         self, spec: MusicSpec, seed: int, *, total_bars: int | None = None, intro_bars: int | None = None

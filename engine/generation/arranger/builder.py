@@ -22,7 +22,7 @@ from engine.generation.arranger.theory import (
     build_chord,
     default_intro_bars,
     default_outro_bars,
-    parse_key,
+    tonic_pitch_class,
 )
 from engine.generation.arranger.voices import _Voices
 from engine.spec import MusicSpec
@@ -118,7 +118,7 @@ class _Builder(_Voices):
         self.mode = "minor" if str(spec.mode).lower().startswith("min") else "major"
         self.energy = float(min(max(spec.energy, 0.0), 1.0))
         home = np.random.default_rng([seed, 11])
-        tonic = parse_key(spec.key)
+        tonic = tonic_pitch_class(spec.key)
         # keys that sit well on most GM instruments when none was asked for
         self.tonic = tonic if tonic is not None else int(home.choice([0, 2, 3, 5, 7, 9, 10]))
         self.scale = MAJOR_SCALE if self.mode == "major" else MINOR_SCALE

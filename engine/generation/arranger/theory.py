@@ -19,7 +19,7 @@ class InvalidArrangerInput(UserInputError):
     """A spec the arranger cannot play (bad key name, absurd tempo or duration)."""
 
 
-def parse_key(key: str | None) -> int | None:
+def tonic_pitch_class(key: str | None) -> int | None:
     """'C', 'F#', 'Bb', 'a minor', 'Ebm' -> tonic pitch class 0..11 (None stays None)."""
     if key is None or not str(key).strip():
         return None
