@@ -70,28 +70,29 @@ def normalize_text(text: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Markdown
 
-_MD_RULES = (
-    (re.compile(r"\A---\n.*?\n---\n", re.S), ""),  # YAML front matter (one anchored attempt)
+# (pattern, replacement, a substring the pattern cannot match without: the rule is skipped when absent)
+_MD_RULES: tuple[tuple[re.Pattern[str], str, str | None], ...] = (
+    (re.compile(r"\A---\n.*?\n---\n", re.S), "", "---\n"),  # YAML front matter (one anchored attempt)
     # fenced code is not prose; an opener only fails when no later fence of its kind exists (once)
-    (re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.S | re.M), ""),
-    (re.compile(r"!\[([^\[\]]*)\]\([^()]*\)"), r"\1"),  # images -> alt text
-    (re.compile(r"\[([^\[\]]+)\]\([^()]*\)"), r"\1"),  # links -> their text
-    (re.compile(r"^[ \t]*\[[^\[\]\n]+\]:[ \t]*\S+.*$", re.M), ""),  # reference link definitions
-    (re.compile(r"<[^<>\n]+>"), ""),  # inline HTML tags
-    (re.compile(r"^[ \t]{0,3}#{1,6}[ \t]*", re.M), ""),  # heading markers
-    (re.compile(r"^[ \t]{0,3}>[ \t]?", re.M), ""),  # block quotes
-    (re.compile(r"^[ \t]*(?:[-*+]|\d+[.)])[ \t]+", re.M), ""),  # list bullets
-    (re.compile(r"^[ \t]*(?:[-*_][ \t]*){3,}$", re.M), ""),  # horizontal rules
+    (re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.S | re.M), "", None),
+    (re.compile(r"!\[([^\[\]]*)\]\([^()]*\)"), r"\1", "!["),  # images -> alt text
+    (re.compile(r"\[([^\[\]]+)\]\([^()]*\)"), r"\1", "]("),  # links -> their text
+    (re.compile(r"^[ \t]*\[[^\[\]\n]+\]:[ \t]*\S+.*$", re.M), "", "]:"),  # reference link definitions
+    (re.compile(r"<[^<>\n]+>"), "", "<"),  # inline HTML tags
+    (re.compile(r"^[ \t]{0,3}#{1,6}[ \t]*", re.M), "", "#"),  # heading markers
+    (re.compile(r"^[ \t]{0,3}>[ \t]?", re.M), "", ">"),  # block quotes
+    (re.compile(r"^[ \t]*(?:[-*+]|\d+[.)])[ \t]+", re.M), "", None),  # list bullets
+    (re.compile(r"^[ \t]*(?:[-*_][ \t]*){3,}$", re.M), "", None),  # horizontal rules
     # table separators: one optional "|" between blank runs, never two adjacent blank runs
-    (re.compile(r"^[ \t]*(?:\|[ \t]*)?:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*(?:\|[ \t]*)?$", re.M), ""),
-    (re.compile(r"^[ \t]*\|[ \t]*|(?<![ \t])[ \t]*\|[ \t]*$", re.M), ""),  # table row edges
-    (re.compile(r"(?<![ \t])[ \t]*\|[ \t]*"), " "),  # table cells
-    (re.compile(r"(\*\*|__)(.+?)\1"), r"\2"),  # bold (within a line; any later pair closes it)
+    (re.compile(r"^[ \t]*(?:\|[ \t]*)?:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*(?:\|[ \t]*)?$", re.M), "", "-"),
+    (re.compile(r"^[ \t]*\|[ \t]*|(?<![ \t])[ \t]*\|[ \t]*$", re.M), "", "|"),  # table row edges
+    (re.compile(r"(?<![ \t])[ \t]*\|[ \t]*"), " ", "|"),  # table cells
+    (re.compile(r"(\*\*|__)(.+?)\1"), r"\2", None),  # bold (within a line; any later pair closes it)
     # italics: the text between may not contain the marker, so each opener scans to the next marker only
-    (re.compile(r"(?<![\w*])\*(?!\s)([^*\n]+?)(?<!\s)\*(?![\w*])"), r"\1"),
-    (re.compile(r"(?<![\w*])_(?!\s)([^_\n]+?)(?<!\s)_(?![\w*])"), r"\1"),
-    (re.compile(r"~~(.+?)~~"), r"\1"),
-    (re.compile(r"`([^`]*)`"), r"\1"),
+    (re.compile(r"(?<![\w*])\*(?!\s)([^*\n]+?)(?<!\s)\*(?![\w*])"), r"\1", "*"),
+    (re.compile(r"(?<![\w*])_(?!\s)([^_\n]+?)(?<!\s)_(?![\w*])"), r"\1", "_"),
+    (re.compile(r"~~(.+?)~~"), r"\1", "~~"),
+    (re.compile(r"`([^`]*)`"), r"\1", "`"),
 )
 _HEADING = re.compile(r"^[ \t]{0,3}#[ \t]+(.+)$", re.M)
 
@@ -131,9 +132,12 @@ def strip_markdown(text: str) -> tuple[str, str | None]:
     """Light Markdown → text: keep the words, drop the markup. Returns (text, first H1 or None)."""
     text = cap_line_length(text)
     title = _heading_title(text)
+    # blank runs first: line-anchored rules then meet one empty line, not a million
+    text = _BLANK_LINES.sub("\n\n", _TRAILING_BLANKS.sub("\n", text))
     text = drop_html_comments(text)
-    for pattern, repl in _MD_RULES:
-        text = pattern.sub(repl, text)
+    for pattern, repl, needle in _MD_RULES:
+        if needle is None or needle in text:
+            text = pattern.sub(repl, text)
     return text, title
 
 
