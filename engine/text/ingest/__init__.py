@@ -77,7 +77,7 @@ _CONVERT_HINTS: dict[str, str] = {
 # PDF extraction bounds: a 2 MB PDF can still hold thousands of pages of tiny text, or 300 pages that
 # share one huge content stream. The budget covers the whole document, failed pages included.
 MAX_PDF_PAGES = 300
-PDF_TIME_BUDGET_S = 8.0
+PDF_TIME_BUDGET_S = 6.0
 
 # when a text is over max_chars we keep this many evenly spaced sections of it
 SAMPLE_SECTIONS = 8

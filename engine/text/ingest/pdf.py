@@ -25,9 +25,9 @@ from engine.text.ingest.errors import (
 )
 
 # pypdf limits for our call only (pypdf's defaults are 75 MB of output and 2 M tokens per stream,
-# ~20 s of parsing); a real page has a few ten thousand tokens
+# ~20 s of parsing; 200 000 tokens take ~2 s); a dense page of text has ~10 000 tokens
 PYPDF_LIMITS = {
-    "stream_parsing_work_maximum_count": 500_000,
+    "stream_parsing_work_maximum_count": 200_000,
     "zlib_maximum_output_length": 20_000_000,
     "lzw_maximum_output_length": 20_000_000,
     "run_length_maximum_output_length": 20_000_000,

@@ -4,8 +4,8 @@ A zip's declared sizes are whatever the sender wrote, and zipfile's bzip2 / LZMA
 whole compressed chunk at once (a 9.8 KB member reached 2.7 GB), so: only stored and deflate members
 are accepted (all Word writes), each member is read in chunks through a counter that stops at
 ``MAX_MEMBER_BYTES`` (and ``MAX_TOTAL_BYTES`` over the members read), and the XML is parsed as it
-streams (lxml ``iterparse``: no DTD, no entities, no network, elements freed as they end), stopping
-once ``max_chars`` of text are out. python-docx (which builds the whole tree: 12 MB of XML took
+streams (expat callbacks, no tree; a DTD or entity declaration is refused), stopping once
+``max_chars`` of text are out. python-docx (which builds the whole tree: 12 MB of XML took
 11 s and 284 MB) is not used for reading.
 """
 
@@ -26,15 +26,18 @@ MAX_MEMBER_BYTES = 50_000_000  # document.xml of a long, heavily formatted book 
 MAX_TOTAL_BYTES = 60_000_000
 MAX_CORE_BYTES = 1_000_000  # docProps/core.xml (the title) is a few hundred bytes
 MAX_ZIP_ENTRIES = 5_000
+# expat calls back ~1 µs per element: a body of empty runs (8 M in 50 MB) would take 15 s, so the
+# count is capped too (a long, heavily formatted real document has well under a million)
+MAX_ELEMENTS = 2_000_000
 CHUNK = 64 * 1024
 _WORD_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
 _METHOD_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA"}
 
-_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main}"  # expat's "namespace}name"
 _P, _T, _TAB, _BR, _CR = _W + "p", _W + "t", _W + "tab", _W + "br", _W + "cr"
 _TBL, _TR, _TC, _PSTYLE, _VAL = _W + "tbl", _W + "tr", _W + "tc", _W + "pStyle", _W + "val"
-_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
-_DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
+_FALLBACK = "http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+_DC_TITLE = "http://purl.org/dc/elements/1.1/}title"
 _TITLE_STYLES = {"Title", "Heading1"}
 
 
@@ -102,85 +105,122 @@ def read_docx(data: bytes, name: str, *, max_chars: int) -> tuple[str, str | Non
     return text, title or heading, truncated
 
 
-def _parser_options() -> dict:
-    # Word never writes a DTD: no entity is resolved, nothing is fetched, huge nodes are refused
-    return {"resolve_entities": False, "no_network": True, "load_dtd": False, "huge_tree": False}
+class _BodyText:
+    """expat handlers that collect paragraphs and table rows in document order."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.chars = 0
+        self.heading: str | None = None
+        self.title_parts: list[str] = []  # dc:title (core.xml)
+        self._in_title = False
+        self._paragraphs: list[list[str]] = []  # open paragraphs (a text box's sits inside another)
+        self._styles: list[str | None] = []
+        self._cells: list[list[str]] = []  # per open table cell: its paragraphs
+        self._rows: list[list[str]] = []  # per open table row: its cells
+        self._in_text = 0
+        self.elements = 0
+        self._fallback = 0  # mc:Fallback repeats the mc:Choice content (text boxes): read it once
+
+    def start(self, tag: str, attrs: dict[str, str]) -> None:
+        self.elements += 1
+        if tag == _FALLBACK:
+            self._fallback += 1
+        elif self._fallback:
+            return
+        elif tag == _T:
+            self._in_text += 1
+        elif tag == _P:
+            self._paragraphs.append([])
+            self._styles.append(None)
+        elif tag == _TAB and self._paragraphs:
+            self._paragraphs[-1].append("\t")
+        elif tag in (_BR, _CR) and self._paragraphs:
+            self._paragraphs[-1].append("\n")
+        elif tag == _PSTYLE and self._styles:
+            self._styles[-1] = attrs.get(_VAL)
+        elif tag == _TC:
+            self._cells.append([])
+        elif tag == _TR:
+            self._rows.append([])
+        elif tag == _DC_TITLE:
+            self._in_title = True
+
+    def end(self, tag: str) -> None:
+        if tag == _FALLBACK:
+            self._fallback -= 1
+        elif self._fallback:
+            return
+        elif tag == _T:
+            self._in_text -= 1
+        elif tag == _P and self._paragraphs:
+            text = "".join(self._paragraphs.pop())
+            style = self._styles.pop()
+            if self.heading is None and style in _TITLE_STYLES and text.strip():
+                self.heading = text
+            self._emit(text)
+        elif tag == _TC and self._cells:
+            cell = "\n".join(self._cells.pop())
+            row = self._rows[-1] if self._rows else None
+            if row is not None and cell and (not row or row[-1] != cell):  # merged cells repeat
+                row.append(cell)
+        elif tag == _TR and self._rows:
+            self._emit(" ".join(self._rows.pop()))
+        elif tag == _DC_TITLE:
+            self._in_title = False
+
+    def _emit(self, text: str) -> None:
+        if self._cells:  # a paragraph (or a nested table's row) inside a table cell
+            self._cells[-1].append(text)
+        else:
+            self.lines.append(text)
+            self.chars += len(text) + 1
+
+    def data(self, text: str) -> None:
+        if self._in_title:
+            self.title_parts.append(text)
+        elif self._in_text and self._paragraphs and not self._fallback:
+            self._paragraphs[-1].append(text)
+
+
+def _refuse_dtd(*_: object) -> None:
+    raise ValueError("a DTD or entity declaration (Word never writes one)")
+
+
+def _parse(source: _CappedReader, handler: _BodyText, max_chars: int) -> bool:
+    """Feed ``source`` to expat chunk by chunk; True when it stopped early (``max_chars`` of text or
+    ``MAX_ELEMENTS`` elements read).
+
+    expat (not lxml's tree builder, ~4x slower here) with defusedxml's rules: any DOCTYPE or entity
+    declaration is refused, so nothing is expanded or fetched."""
+    from xml.parsers import expat
+
+    parser = expat.ParserCreate(namespace_separator="}")
+    parser.buffer_text = True
+    parser.StartDoctypeDeclHandler = _refuse_dtd
+    parser.EntityDeclHandler = _refuse_dtd
+    parser.ExternalEntityRefHandler = _refuse_dtd
+    parser.StartElementHandler = handler.start
+    parser.EndElementHandler = handler.end
+    parser.CharacterDataHandler = handler.data
+    while chunk := source.read(CHUNK):
+        parser.Parse(chunk, False)
+        if handler.chars >= max_chars or handler.elements > MAX_ELEMENTS:
+            return True
+    parser.Parse(b"", True)
+    return False
 
 
 def _core_title(archive: zipfile.ZipFile, name: str, totals: list[int]) -> str | None:
-    from lxml import etree
-
     with archive.open("docProps/core.xml") as member:
-        reader = _CappedReader(member, name, "docProps/core.xml", MAX_CORE_BYTES, totals)
-        raw = b"".join(iter(lambda: reader.read(CHUNK), b""))
-    root = etree.fromstring(raw, etree.XMLParser(**_parser_options()))
-    return root.findtext(_DC_TITLE) or None
+        handler = _BodyText()
+        _parse(
+            _CappedReader(member, name, "docProps/core.xml", MAX_CORE_BYTES, totals), handler, MAX_CORE_BYTES
+        )
+    return "".join(handler.title_parts) or None
 
 
 def _body_text(source: _CappedReader, max_chars: int) -> tuple[str, str | None, bool]:
-    from lxml import etree
-
-    lines: list[str] = []
-    chars = 0
-    heading: str | None = None
-    paragraphs: list[list[str]] = []  # open paragraphs (a text box's paragraph sits inside another)
-    styles: list[str | None] = []
-    cells: list[list[str]] = []  # per open table cell: its paragraphs
-    rows: list[list[str]] = []  # per open table row: its cells
-    fallback = 0  # mc:Fallback repeats the mc:Choice content (text boxes): read it once
-    events = etree.iterparse(source, events=("start", "end"), **_parser_options())
-    for event, element in events:
-        tag = element.tag
-        if tag == _FALLBACK:
-            fallback += 1 if event == "start" else -1
-        elif fallback:
-            pass
-        elif event == "start":
-            if tag == _P:
-                paragraphs.append([])
-                styles.append(None)
-            elif tag == _TC:
-                cells.append([])
-            elif tag == _TR:
-                rows.append([])
-            continue
-        elif tag == _T and paragraphs:
-            paragraphs[-1].append(element.text or "")
-        elif tag == _TAB and paragraphs:
-            paragraphs[-1].append("\t")
-        elif tag in (_BR, _CR) and paragraphs:
-            paragraphs[-1].append("\n")
-        elif tag == _PSTYLE and styles:
-            styles[-1] = element.get(_VAL)
-        elif tag == _P and paragraphs:
-            text = "".join(paragraphs.pop())
-            style = styles.pop()
-            if heading is None and style in _TITLE_STYLES and text.strip():
-                heading = text
-            if cells:
-                cells[-1].append(text)
-            else:
-                lines.append(text)
-                chars += len(text) + 1
-        elif tag == _TC and cells:
-            cell = "\n".join(cells.pop())
-            if rows and cell and (not rows[-1] or rows[-1][-1] != cell):
-                rows[-1].append(cell)
-        elif tag == _TR and rows:
-            row = " ".join(rows.pop())
-            if cells:  # a nested table: its rows belong to the outer cell
-                cells[-1].append(row)
-            else:
-                lines.append(row)
-                chars += len(row) + 1
-        if event == "start":
-            continue
-        # free what has been read: the tree never holds more than the open elements
-        element.clear()
-        parent = element.getparent()
-        if parent is not None:
-            while element.getprevious() is not None:
-                del parent[0]
-        if chars >= max_chars:
-            return "\n".join(lines), heading, True
-    return "\n".join(lines), heading, False
+    handler = _BodyText()
+    truncated = _parse(source, handler, max_chars)
+    return "\n".join(handler.lines), handler.heading, truncated
