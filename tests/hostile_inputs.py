@@ -94,24 +94,29 @@ def dense_docx(xml_bytes: int = 50_000_000) -> bytes:
 # --- PDF ----------------------------------------------------------------------------------------
 
 
-def shared_stream_pdf(pages: int = 300, content_bytes: int = 10_000_000) -> bytes:
-    """``pages`` pages that all draw the same ``content_bytes`` content stream (Flate: ~76 KB file);
-    pypdf spends ~20 s on each page before its token limit stops it."""
+def shared_stream_pdf(pages: int = 300, content_bytes: int = 10_000_000, *, distinct: int = 1) -> bytes:
+    """``pages`` pages that draw ``distinct`` content streams of ``content_bytes`` each (page i draws
+    stream i mod distinct; Flate: ~76 KB per stream). pypdf spends ~20 s on such a page before its
+    own token limit stops it."""
     op = b"BT /F1 12 Tf 10 10 Td (aaaa) Tj ET\n"
     content = (op * (content_bytes // len(op) + 1))[:content_bytes]
-    packed = zlib.compress(content, 9)
+    first_page = 4 + distinct
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [%s] /Count %d >>"
-        % (b" ".join(b"%d 0 R" % (5 + i) for i in range(pages)), pages),
+        % (b" ".join(b"%d 0 R" % (first_page + i) for i in range(pages)), pages),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(packed) + packed + b"\nendstream",
     ]
-    page = (
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-        b"/Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>"
-    )
-    objects += [page] * pages
+    for number in range(distinct):
+        packed = zlib.compress(b"%% stream %d\n" % number + content, 9)
+        objects.append(
+            b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(packed) + packed + b"\nendstream"
+        )
+    for i in range(pages):
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+            b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % (4 + i % distinct)
+        )
     out = io.BytesIO()
     out.write(b"%PDF-1.4\n")
     offsets = []

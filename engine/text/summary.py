@@ -120,6 +120,8 @@ def _split_regex(paragraph: str) -> list[str]:
     if tail:
         sentences.append(tail)
     # Chinese / Japanese punctuation has no following space
+    if not any(mark in paragraph for mark in "。！？"):
+        return sentences
     out: list[str] = []
     for sentence in sentences:
         pieces = _CJK_BOUNDARY.split(sentence)
