@@ -15,10 +15,20 @@ import zlib
 TEXT_BYTES = 2_000_000  # "2 MB" of the text cases: the upload limit, exactly
 
 W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+# the two package parts python-docx (and Word) need to find the body, so the old reader really parsed it
 _CONTENT_TYPES = (
     b'<?xml version="1.0" encoding="UTF-8"?>'
     b'<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-    b'<Default Extension="xml" ContentType="application/xml"/></Types>'
+    b'<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    b'<Default Extension="xml" ContentType="application/xml"/>'
+    b'<Override PartName="/word/document.xml" '
+    b'ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>'
+)
+_RELS = (
+    b'<?xml version="1.0" encoding="UTF-8"?>'
+    b'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    b'<Relationship Id="rId1" Target="word/document.xml" '
+    b'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument"/></Relationships>'
 )
 
 
@@ -44,6 +54,7 @@ def docx_with_member(
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("[Content_Types].xml", _CONTENT_TYPES, compress_type=zipfile.ZIP_DEFLATED)
+        archive.writestr("_rels/.rels", _RELS, compress_type=zipfile.ZIP_DEFLATED)
         info = zipfile.ZipInfo("word/document.xml")
         info.compress_type = method
         with archive.open(info, "w", force_zip64=True) as member:

@@ -46,6 +46,7 @@ PASS_CPU_S = 1.0  # CPU seconds one pass may spend on 2 MB of its worst case
 HANG_S = 30.0  # wall-clock guard: the old quadratic passes ran for hours
 READ_S = 10.0  # wall seconds for one hostile document, start of the read to its result
 READ_RSS_MB = 200  # peak RSS of the whole reading process (interpreter + lxml + pypdf included)
+TITLE_CAP = 120  # a title goes into Discord messages: one line, this long at most
 READ_AS_LIMIT = 2 << 30  # address-space limit of that process: a bomb fails there, not on the host
 REPO = Path(__file__).resolve().parents[1]
 
@@ -342,8 +343,6 @@ def test_pdf_pages_sharing_one_huge_stream_stop_within_the_budget(hostile_dir: P
 def test_pdf_budget_holds_off_the_main_thread_and_counts_failed_pages() -> None:
     import threading
 
-    import engine.text.ingest.pdf as pdf_reader
-
     # distinct heavy streams (nothing to reuse): only the budget between pages can stop this
     data = shared_stream_pdf(40, 10_000_000, distinct=8)
     outcome: list[object] = []
@@ -356,23 +355,27 @@ def test_pdf_budget_holds_off_the_main_thread_and_counts_failed_pages() -> None:
             outcome.append(exc)
         outcome.append(time.monotonic() - started)
 
-    worker = threading.Thread(target=read)
+    worker = threading.Thread(target=read, daemon=True)
     worker.start()
     worker.join(HANG_S * 2)
     assert not worker.is_alive(), "the PDF read ignored its budget"
     error, seconds = outcome
     assert isinstance(error, DocumentError) and "too long" in str(error)
     assert seconds < READ_S
-    assert pdf_reader.PYPDF_LIMITS["stream_parsing_work_maximum_count"] <= 200_000
 
 
 # --- titles: extracted, one line, capped (escaping mentions is the bot's job) ---------------------
 
 
+def test_title_cap_is_the_one_the_tests_hold_it_to() -> None:
+    from engine.text.ingest import MAX_TITLE_CHARS, clean_title
+
+    assert MAX_TITLE_CHARS <= TITLE_CAP
+    assert clean_title(" a\n\n b\t c ") == "a b c" and clean_title(" \n ") is None
+
+
 @pytest.mark.parametrize("name", list(mention_title_files()))
 def test_mention_titles_are_extracted_as_one_short_line(name: str) -> None:
-    from engine.text.ingest import MAX_TITLE_CHARS
-
     doc = read_document(mention_title_files()[name], name)
     assert doc.title == MENTIONS
     long_title = MENTIONS + "\n\n" + "x " * 110  # python-docx allows 255 characters
@@ -380,14 +383,12 @@ def test_mention_titles_are_extracted_as_one_short_line(name: str) -> None:
         return
     doc = read_document(mention_title_files(long_title)[name], name)
     assert doc.title and doc.title.startswith(MENTIONS)
-    assert "\n" not in doc.title and len(doc.title) <= MAX_TITLE_CHARS
+    assert "\n" not in doc.title and len(doc.title) <= TITLE_CAP
 
 
 def test_pasted_title_from_a_csv_column_is_one_short_line() -> None:
-    from engine.text.ingest import MAX_TITLE_CHARS
-
     doc = document_from_text("Some text about the sea and the wind.", title="@here\nline two " + "y" * 500)
-    assert "\n" not in doc.title and len(doc.title) <= MAX_TITLE_CHARS and doc.title.startswith("@here")
+    assert "\n" not in doc.title and len(doc.title) <= TITLE_CAP and doc.title.startswith("@here")
 
 
 # --- charset: UTF-8, then BOM / declared, then Korean, then Western ----------------------------
