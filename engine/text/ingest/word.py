@@ -110,7 +110,7 @@ class _BodyText:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
-        self.chars = 0
+        self.chars = 0  # in ``lines`` and in paragraphs still open (one paragraph can be 50 MB of text)
         self.heading: str | None = None
         self.title_parts: list[str] = []  # dc:title (core.xml)
         self._in_title = False
@@ -134,9 +134,9 @@ class _BodyText:
             self._paragraphs.append([])
             self._styles.append(None)
         elif tag == _TAB and self._paragraphs:
-            self._paragraphs[-1].append("\t")
+            self._add("\t")
         elif tag in (_BR, _CR) and self._paragraphs:
-            self._paragraphs[-1].append("\n")
+            self._add("\n")
         elif tag == _PSTYLE and self._styles:
             self._styles[-1] = attrs.get(_VAL)
         elif tag == _TC:
@@ -155,6 +155,7 @@ class _BodyText:
             self._in_text -= 1
         elif tag == _P and self._paragraphs:
             text = "".join(self._paragraphs.pop())
+            self.chars -= len(text)  # counted as it arrived; _emit counts it again where it lands
             style = self._styles.pop()
             if self.heading is None and style in _TITLE_STYLES and text.strip():
                 self.heading = text
@@ -174,13 +175,22 @@ class _BodyText:
             self._cells[-1].append(text)
         else:
             self.lines.append(text)
-            self.chars += len(text) + 1
+        self.chars += len(text) + 1
 
     def data(self, text: str) -> None:
         if self._in_title:
             self.title_parts.append(text)
         elif self._in_text and self._paragraphs and not self._fallback:
-            self._paragraphs[-1].append(text)
+            self._add(text)
+
+    def _add(self, piece: str) -> None:
+        self._paragraphs[-1].append(piece)
+        self.chars += len(piece)
+
+    def flush(self) -> None:
+        """Stopping early: keep the text of what is still open (a cell's paragraphs, then the rest)."""
+        open_text = [text for cell in self._cells for text in cell] + ["".join(p) for p in self._paragraphs]
+        self.lines.extend(text for text in open_text if text)
 
 
 def _refuse_dtd(*_: object) -> None:
@@ -206,6 +216,7 @@ def _parse(source: _CappedReader, handler: _BodyText, max_chars: int) -> bool:
     while chunk := source.read(CHUNK):
         parser.Parse(chunk, False)
         if handler.chars >= max_chars or handler.elements > MAX_ELEMENTS:
+            handler.flush()
             return True
     parser.Parse(b"", True)
     return False
