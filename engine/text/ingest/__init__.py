@@ -124,8 +124,7 @@ def read_document(
     pages: int | None = None
     truncated = False
     if kind == "txt":
-        text, encoding = decode_text(data, name)
-        text = cap_line_length(text)
+        text, encoding = decode_text(data, name)  # normalize_text below caps its lines
     elif kind == "md":
         raw, encoding = decode_text(data, name)
         text, title = strip_markdown(raw)
