@@ -194,6 +194,13 @@ def test_each_text_pass_is_fast_on_2mb_of_its_worst_case(pass_name: str, case: s
     assert cpu < PASS_CPU_S, f"{pass_name} on 2 MB of {case!r}: {cpu:.2f} CPU s"
 
 
+def test_summary_candidates_of_junk_are_short_enough_to_embed() -> None:
+    from engine.text.summary import prepare_sentences
+
+    candidates, _ = prepare_sentences(normalize_text(repeat("-_a")), "en")
+    assert candidates and max(len(c) for c in candidates) <= 1_000
+
+
 def test_markdown_cleaning_still_strips_what_it_did() -> None:
     text, title = strip_markdown(
         "# Title ##\n\nSome **bold**, *italic*, _under_ and ~~gone~~ `code` words.\n\n"

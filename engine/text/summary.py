@@ -27,6 +27,9 @@ Embedder = Callable[[list[str]], np.ndarray]
 MAX_SENTENCES = 40  # sentences embedded per document (the encoder is the cost: ~25-60 sentences/s)
 KIWI_CHAR_BUDGET = 8_000  # Korean text given to kiwipiepy (~0.15 s); longer texts are sampled first
 SPLIT_CHAR_BUDGET = 200_000  # same for the regex splitter (fast, but bounded anyway)
+# a "sentence" kept only because there is nothing better (no sentence punctuation at all) is cut to
+# this: the encoder's time grows with length (16 lines of 10 000 junk characters took 18 s)
+MAX_FALLBACK_CHARS = 1_000
 MMR_LAMBDA = 0.7  # 1.0 = pure centrality, lower = more diversity
 
 # abbreviations after which a period does not end a sentence
@@ -215,7 +218,7 @@ def prepare_sentences(text: str, lang: str, max_sentences: int = MAX_SENTENCES) 
     sentences = split_sentences(bounded, lang)
     content = [s for s in sentences if is_content_sentence(s, lang)]
     if len(content) < 3:  # a short note or a poem: use what there is
-        content = [s for s in sentences if _LETTER.search(s)] or sentences
+        content = [s[:MAX_FALLBACK_CHARS] for s in ([s for s in sentences if _LETTER.search(s)] or sentences)]
     picked = [content[i] for i in even_sample(content, max_sentences)]
     return picked, len(sentences)
 
