@@ -467,6 +467,12 @@ def test_batch_out_in_a_missing_folder_fails_before_any_model_loads(tmp_path: Pa
     assert folder.returncode == 2 and "is a folder" in folder.stderr and folder.stderr.count("\n") == 1
 
 
+def test_usage_errors_are_one_line_exit_2(tmp_path: Path) -> None:
+    done = _cli("analyze", "--no-such-option", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: unrecognized arguments")
+
+
 def test_missing_models_are_one_line_exit_2_not_a_traceback(tmp_path: Path) -> None:
     story = tmp_path / "story.txt"
     story.write_text("The rain fell all night on the quiet town, and nobody slept.", encoding="utf-8")

@@ -10,16 +10,22 @@ import argparse
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 from engine.errors import TexTuneSError, UserInputError
 
 COMMANDS = ("generate", "categories", "analyze", "bot")
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """argparse prints the usage block before its error; ours is one line (exit status 2 as before)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="textunes", description="Custom background music from categories or text."
-    )
+    parser = _OneLineErrors(prog="textunes", description="Custom background music from categories or text.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         try:
