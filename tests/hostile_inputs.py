@@ -33,8 +33,10 @@ _RELS = (
 
 
 def repeat(unit: str, size: int = TEXT_BYTES) -> str:
-    """``unit`` repeated to exactly ``size`` characters."""
-    return (unit * (size // len(unit) + 1))[:size]
+    """Whole copies of ``unit`` up to ``size`` characters. Whole: a cut unit can close what the rest
+    opened ("-_a" cut to "-_" ends with a closing "_", which let the old italics pattern finish in one
+    linear match instead of retrying every opener)."""
+    return unit * max(1, size // len(unit))
 
 
 # --- zip / .docx --------------------------------------------------------------------------------
