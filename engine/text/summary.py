@@ -27,6 +27,9 @@ Embedder = Callable[[list[str]], np.ndarray]
 MAX_SENTENCES = 40  # sentences embedded per document (the encoder is the cost: ~25-60 sentences/s)
 KIWI_CHAR_BUDGET = 8_000  # Korean text given to kiwipiepy (~0.15 s); longer texts are sampled first
 SPLIT_CHAR_BUDGET = 200_000  # same for the regex splitter (fast, but bounded anyway)
+# a "sentence" kept only because there is nothing better (no sentence punctuation at all) is cut to
+# this: the encoder's time grows with length (16 lines of 10 000 junk characters took 18 s)
+MAX_FALLBACK_CHARS = 1_000
 MMR_LAMBDA = 0.7  # 1.0 = pure centrality, lower = more diversity
 
 # abbreviations after which a period does not end a sentence
@@ -34,8 +37,13 @@ _ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof sr jr st vs etc e.g i.e fig no vol pp ed eds inc ltd co corp jan feb mar apr jun "
     "jul aug sep sept oct nov dec mt ft gen col lt sgt capt rev approx dept est".split()
 )
-# a boundary: terminal punctuation (+ closing quotes/brackets), then whitespace
-_BOUNDARY = re.compile(r"""([.!?…。！？]+["'”’)\]]*)(\s+)""")
+# a boundary: terminal punctuation (+ closing quotes/brackets), then whitespace. Tried only from the
+# first mark of a run ("......" without a space after is one failed attempt, not one per dot).
+_BOUNDARY = re.compile(r"""(?<![.!?…。！？])([.!?…。！？]+["'”’)\]]*)(\s+)""")
+# paragraph breaks: a blank line, or a line that starts a list item / heading / quote
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*|\n(?=[ \t]*[-*•#>]|[ \t]*\d+[.)]\s)")
+# how far back from a period to look for the word before it (abbreviations are short)
+_LAST_WORD_REACH = 40
 _CJK_BOUNDARY = re.compile(r"([。！？])")
 _LETTER = re.compile(r"[^\W\d_]", re.U)
 
@@ -71,7 +79,7 @@ def get_kiwi():
 
 def split_sentences(text: str, lang: str) -> list[str]:
     """Split ``text`` into sentences; paragraphs and lines never merge into one sentence."""
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n|\n(?=\s*[-*•#>]|\s*\d+[.)]\s)", text) if p.strip()]
+    paragraphs = [p.strip() for p in _PARAGRAPH_BREAK.split(text) if p.strip()]
     if lang == KOREAN:
         return _split_korean(paragraphs)
     sentences: list[str] = []
@@ -98,8 +106,9 @@ def _split_regex(paragraph: str) -> list[str]:
     start = 0
     for match in _BOUNDARY.finditer(paragraph):
         end = match.end(1)
-        before = paragraph[start : match.start(1)]
-        last_word = re.split(r"\s+", before.strip())[-1].lower() if before.strip() else ""
+        # a bounded look back: "a. a. a. ..." never ends a sentence, so ``start`` stays put
+        before = paragraph[max(start, match.start(1) - _LAST_WORD_REACH) : match.start(1)].split()
+        last_word = before[-1].lower() if before else ""
         punct = match.group(1)
         nxt = paragraph[match.end() : match.end() + 1]
         if punct.startswith(".") and len(punct) == 1:
@@ -114,6 +123,8 @@ def _split_regex(paragraph: str) -> list[str]:
     if tail:
         sentences.append(tail)
     # Chinese / Japanese punctuation has no following space
+    if not any(mark in paragraph for mark in "。！？"):
+        return sentences
     out: list[str] = []
     for sentence in sentences:
         pieces = _CJK_BOUNDARY.split(sentence)
@@ -207,7 +218,7 @@ def prepare_sentences(text: str, lang: str, max_sentences: int = MAX_SENTENCES) 
     sentences = split_sentences(bounded, lang)
     content = [s for s in sentences if is_content_sentence(s, lang)]
     if len(content) < 3:  # a short note or a poem: use what there is
-        content = [s for s in sentences if _LETTER.search(s)] or sentences
+        content = [s[:MAX_FALLBACK_CHARS] for s in ([s for s in sentences if _LETTER.search(s)] or sentences)]
     picked = [content[i] for i in even_sample(content, max_sentences)]
     return picked, len(sentences)
 

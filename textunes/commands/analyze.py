@@ -11,6 +11,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -123,11 +124,30 @@ def read_csv_rows(
     return [(row.get(column) or "", row.get(title_column) if title_column else None) for row in reader]
 
 
+def check_out_path(out: str | None) -> None:
+    """Refuse an ``--out`` that cannot be written (missing folder, a folder, read-only) up front."""
+    from engine.errors import UserInputError
+
+    if not out:
+        return
+    path = Path(out)
+    folder = path.parent
+    if path.is_dir():
+        raise UserInputError(f"--out {out} is a folder; give a file name such as {path / 'results.jsonl'}.")
+    if not folder.is_dir():
+        raise UserInputError(
+            f"--out {out}: the folder {folder} does not exist. Create it or choose another path."
+        )
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserInputError(f"--out {out} is not writable here. Choose another path.")
+
+
 def _run_batch(args: argparse.Namespace, overrides: dict) -> int:
     from engine.errors import UserInputError
     from engine.text.analyzer import Analyzer
     from engine.text.ingest import document_from_text
 
+    check_out_path(args.out)  # before the CSV is read and long before the models load
     rows = read_csv_rows(args.batch, args.column, args.title_column)
     if args.limit is not None:
         rows = rows[: max(args.limit, 0)]
