@@ -212,6 +212,13 @@ class MusicService:
         await self.store.aio.set_guild_settings(guild_id, **cleaned)
         return await self.server_limits(guild_id)
 
+    async def check_upload(self, requester: Requester, filename: str, size: int) -> str:
+        """Type and size of an upload against this server's limit, before anything is downloaded."""
+        from engine.text.ingest import check_upload  # parsers load only on the engine's side when used
+
+        limits = await self.store.aio.call(self.limits_for, requester.guild_id)
+        return check_upload(filename, size, max_bytes=limits.max_file_bytes)
+
     async def admit(self, requester: Requester, *, samples: int = 1, duration: float | None = None) -> None:
         """The one admission check; raises ``UserInputError`` with the message to show.
 

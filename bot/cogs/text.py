@@ -18,7 +18,6 @@ from bot.replies import FrontCog
 from bot.transformers import DurationOption, Keywords, TempoOption
 from engine.errors import UserInputError
 from engine.service import DocumentRequest
-from engine.text.ingest import check_upload
 
 
 class TextMode(FrontCog):
@@ -48,9 +47,9 @@ class TextMode(FrontCog):
         bot = self.bot
         if file is None and not (text and text.strip()):
             raise UserInputError("Attach a document (`file`) or paste some `text` to score.")
-        if file is not None:  # name and size are known before downloading anything
-            check_upload(file.filename, file.size, max_bytes=bot.settings.max_file_bytes)
         requester = requester_of(interaction.user.id, interaction.guild_id, interaction.channel_id)
+        if file is not None:  # name and size are known before downloading anything
+            await bot.service.check_upload(requester, file.filename, file.size)
         # analysing costs as much as making music: the request takes its rate-limit token now, so a
         # document that fails to read or analyse is not free (and the answer is still private)
         refusal = await capacity_refusal(bot, requester, duration=duration)
