@@ -66,10 +66,9 @@ class TexTuneSBot(commands.Bot):
                 device=settings.device,
                 dtype=settings.dtype,
                 worker=settings.worker,
-                max_queue=settings.max_queue,
-                per_user_limit=settings.per_user_jobs,
-                max_samples=settings.max_samples,
                 job_timeout=settings.job_timeout,
+                # the engine's bound is the global queue; each server's own is checked by service.admit
+                **operator_limits(settings).engine_caps(),
             )
         )
         retention = (

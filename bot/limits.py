@@ -89,6 +89,7 @@ def operator_limits(settings: Any) -> engine_limits.Limits:
         user_rate=rate(settings.user_rate),
         guild_rate=rate(settings.guild_rate),
         max_file_bytes=int(settings.max_file_bytes),
+        total_queue=int(getattr(settings, "max_total_queue", 1000)),
     )
 
 

@@ -29,7 +29,8 @@ class Settings:
     dtype: str = "auto"
     worker: str = "process"  # run the model in a child process (keeps torch out of the bot) or "thread"
     per_user_jobs: int = 2
-    max_queue: int = 50
+    max_queue: int = 50  # per server
+    max_total_queue: int = 1000  # the whole engine, all servers together
     max_duration: float = 120.0  # seconds a user may ask for
     max_samples: int = 4
     max_file_bytes: int = 2_000_000  # documents for /bgm-from-text
@@ -130,6 +131,7 @@ class Settings:
             worker=worker,
             per_user_jobs=number("TEXTUNES_MAX_JOBS_PER_USER", 2),
             max_queue=number("TEXTUNES_MAX_QUEUE", 50),
+            max_total_queue=number("TEXTUNES_MAX_TOTAL_QUEUE", 1000),
             max_duration=number("TEXTUNES_MAX_DURATION", 120.0, float),
             max_samples=number("TEXTUNES_MAX_SAMPLES", 4),
             max_file_bytes=number("TEXTUNES_MAX_FILE_BYTES", 2_000_000),

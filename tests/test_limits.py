@@ -106,3 +106,27 @@ def test_resolve_limits_only_lowers() -> None:
     assert raised == operator
     assert resolve_limits(operator, {"queue_size": None, "max_samples": "junk"}) == operator
     assert resolve_limits(operator, {}) is operator
+
+
+def test_the_bots_engine_bound_is_the_global_queue_not_one_servers(tmp_path):
+    """TEXTUNES_MAX_QUEUE is per server (service.admit); the engine's own bound is the total queue,
+    so one busy server cannot make the engine refuse every other server."""
+    from bot.bot import create_bot
+    from bot.settings import Settings
+
+    settings = Settings(
+        data_dir=tmp_path,
+        backend="arranger",
+        worker="thread",
+        max_queue=3,
+        max_total_queue=40,
+        per_user_jobs=2,
+        max_samples=4,
+    )
+    bot = create_bot(settings)
+    try:
+        assert bot.engine.config.max_queue == 40
+        assert bot.engine.config.per_user_limit == 2
+        assert bot.service.limits.queue_size == 3
+    finally:
+        bot.store.close()
