@@ -26,6 +26,11 @@ def run(args: argparse.Namespace) -> int:
     from bot.bot import create_bot
     from bot.settings import Settings
 
+    from dotenv import find_dotenv, load_dotenv
+
+    # the engine reads some settings itself (TEXTUNES_BROKER, TEXTUNES_METRICS_PORT, retention):
+    # put .env's values into the environment too; the real environment still wins
+    load_dotenv(args.env_file or find_dotenv(usecwd=True), override=False)
     settings = Settings.from_env(dotenv_path=args.env_file)
     token = settings.require_token()
     discord.utils.setup_logging(level=getattr(logging, settings.log_level, logging.INFO))
