@@ -22,11 +22,10 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     import discord
+    from dotenv import find_dotenv, load_dotenv
 
     from bot.bot import create_bot
     from bot.settings import Settings
-
-    from dotenv import find_dotenv, load_dotenv
 
     # the engine reads some settings itself (TEXTUNES_BROKER, TEXTUNES_METRICS_PORT, retention):
     # put .env's values into the environment too; the real environment still wins
