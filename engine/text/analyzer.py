@@ -319,6 +319,7 @@ class Analyzer:
         # moods: the emotion label's own mood, then the moods nearest the text's valence/arousal
         top_p = emotion_scores.get(emotion_label, 0.0)
         moods: list[str] = []
+        named = None
         if emotion_label in EKMAN_VA and emotion_label != "neutral":
             named = cat.get("moods", EMOTION_MOOD.get(emotion_label, ""))
             moods = [named.en] if named else [e.en for e in cat.moods_near(*EKMAN_VA[emotion_label], k=1)]
@@ -334,14 +335,21 @@ class Analyzer:
             if mood not in moods and len(moods) < 3:
                 moods.append(mood)
 
-        # tempo and mode
-        bpm = int(round(BPM_LOW + energy * (BPM_HIGH - BPM_LOW)))
+        # tempo and mode: the text's energy, pulled toward the energy of the mood that names its
+        # emotion in proportion to the emotion's probability (a sad text gets the Sad mood's pace:
+        # arousal alone stays near the middle for narrative prose, whose sentences read as calm-ish)
+        tempo_energy, pulled = energy, ""
+        if named is not None:
+            hint = cat.mood_hint(named.en)
+            tempo_energy = (1.0 - top_p) * energy + top_p * hint.energy
+            pulled = f" and {named.en} (energy {hint.energy:.2f}, weight {top_p:.2f})"
+        bpm = int(round(BPM_LOW + tempo_energy * (BPM_HIGH - BPM_LOW)))
         if overrides.tempo is not None:
             tempo_value: str | int = overrides.tempo
             reasons.append(f"tempo {overrides.tempo} (your choice)")
         else:
             tempo_value = str(bpm)
-            reasons.append(f"arousal {_signed(arousal)} → {bpm} BPM")
+            reasons.append(f"arousal {_signed(arousal)}{pulled} → {bpm} BPM")
         mode = "minor" if valence < 0 else "major"
         reasons.append(f"valence {_signed(valence)} → {mode} key")
 

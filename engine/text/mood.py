@@ -60,9 +60,14 @@ class DocumentHead:
     bias: np.ndarray  # (7,)
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def reads(self, language: str) -> bool:
-        """Trained on English documents only; other languages keep the weighted mean."""
-        return language in self.meta.get("languages", ["en"])
+    def share(self, language: str) -> float:
+        """How much the head's reading counts for a language (the weighted mean is the rest).
+
+        Trained on English documents; ``meta["language_share"]`` gives other languages' share.
+        """
+        if language in self.meta.get("languages", ["en"]):
+            return 1.0
+        return float(self.meta.get("language_share", {}).get(language, 0.0))
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         z = features @ self.weight.T + self.bias
@@ -213,14 +218,15 @@ def read_mood(
 ) -> DocumentMood:
     """One document's mood from its sentences' head outputs (rows in document order)."""
     weights = salience_weights(emotion_probs)
-    if head is not None and head.reads(language):
+    probs = weights @ emotion_probs
+    share = head.share(language) if head is not None else 0.0
+    if head is not None and share > 0.0:
         features = document_features(
             emotion_probs, va, embeddings, head.prototypes, head.register, language, gain
         )
-        probs = head.probabilities(features)
+        probs = share * head.probabilities(features) + (1.0 - share) * probs
         label = EKMAN_LABELS[int(np.argmax(probs))]  # the head is trained for the argmax, neutral too
     else:
-        probs = weights @ emotion_probs
         label = emotion_label(dict(zip(EKMAN_LABELS, probs.tolist(), strict=True)))
     scores = {label_: float(p) for label_, p in zip(EKMAN_LABELS, probs, strict=True)}
     model_v, model_a = (float(x) for x in np.clip(weights @ va, -1.0, 1.0))
