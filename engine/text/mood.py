@@ -20,6 +20,7 @@ So, per document:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.text.labels import EKMAN_LABELS, EKMAN_VA
+from engine.text.labels import EKMAN_LABELS, EKMAN_VA, EMOTION_DESCRIPTIONS
 
+MODEL_FILES_DIR = Path(__file__).resolve().parents[2] / "data" / "models"
 DOC_HEAD_FILE = "document_head.npz"
 DOC_META_FILE = "document_head.json"
 SALIENCE_FLOOR = 0.1  # weight of a sentence the heads read as fully neutral
@@ -38,6 +40,9 @@ SALIENCE_POWER = 2.0
 PROTOTYPE_SCALE = 5.0  # cosines are small (±0.3); scaled to the range of the log-probabilities
 QUOTE_CHARS = 70  # a quoted sentence in the reasons is cut to this length
 QUOTES = 2
+HEAD_VA_SHARE = 0.5  # the emotions' point on the plane: head and pooled probabilities, half each
+# where document_features puts the cosines of the (salience-weighted) document to the prototypes
+PROTOTYPE_COLUMNS = slice(3 * len(EKMAN_LABELS), 4 * len(EKMAN_LABELS))
 
 # Regression head output → mood-plane scale, per language head: std of the labels' circumplex
 # placement / std of the head's predictions. scripts/train_text_models.py measures it on the
@@ -104,6 +109,12 @@ def load_document_head(model_dir: str) -> DocumentHead | None:
             bias=npz["bias"].astype(np.float32),
             meta=meta,
         )
+
+
+def descriptions_digest() -> str:
+    """Short hash of labels.EMOTION_DESCRIPTIONS: the stored prototypes were embedded from it."""
+    text = json.dumps({k: EMOTION_DESCRIPTIONS[k] for k in EKMAN_LABELS}, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def salience_weights(emotion_probs: np.ndarray) -> np.ndarray:
@@ -218,7 +229,7 @@ def read_mood(
 ) -> DocumentMood:
     """One document's mood from its sentences' head outputs (rows in document order)."""
     weights = salience_weights(emotion_probs)
-    probs = weights @ emotion_probs
+    pooled = probs = weights @ emotion_probs
     share = head.share(language) if head is not None else 0.0
     if head is not None and share > 0.0:
         features = document_features(
@@ -230,7 +241,9 @@ def read_mood(
         label = emotion_label(dict(zip(EKMAN_LABELS, probs.tolist(), strict=True)))
     scores = {label_: float(p) for label_, p in zip(EKMAN_LABELS, probs, strict=True)}
     model_v, model_a = (float(x) for x in np.clip(weights @ va, -1.0, 1.0))
-    valence, arousal = to_mood_plane(model_v, model_a, scores, language, gain=gain)
+    # the point on the plane implied by the emotions: from the head's and the pooled probabilities
+    implied = dict(zip(EKMAN_LABELS, (HEAD_VA_SHARE * probs + (1 - HEAD_VA_SHARE) * pooled).tolist(), strict=True))
+    valence, arousal = to_mood_plane(model_v, model_a, implied, language, gain=gain)
     return DocumentMood(
         scores=scores,
         label=label,
