@@ -6,8 +6,12 @@ arousal, and the music choices they lead to — each with a human-readable reaso
 
 * topic → its five genres in the catalogue; we keep the 2–3 that best fit the text's energy (and
   borrow the runner-up topic's lead genre when that topic is nearly as likely);
+* the document's emotion and valence/arousal come from its sentences (``engine.text.mood``: salience
+  weighting and the document head), with the sentences that carried the feeling quoted;
 * valence/arousal → the nearest moods on the catalogue's mood plane; arousal → BPM
-  (``60 + (a + 1) / 2 · 80``: calm texts ≈ 60–80 BPM, excited ones ≈ 120–140); valence < 0 → minor.
+  (``60 + (a + 1) / 2 · 80``: calm texts ≈ 60–80 BPM, excited ones ≈ 120–140), pulled toward the
+  energy of the mood that names the emotion (Sad, Happy, …) by the emotion's probability;
+  valence < 0 → minor.
 
 The user's explicit choices (tempo, duration, keywords, instruments) always win over the analysis.
 """
