@@ -4,7 +4,9 @@
 
 Uses the committed heads in data/models through the public TextModels API (the same code path as
 the bot) and scores only rows that training never saw (engine.text.datasets splits):
-book titles 20 % per class, GoEmotions dev, KOTE 20 %, NSMC 20 %, EmoBank dev.
+book titles 20 % per class, GoEmotions dev, KOTE 20 %, NSMC 20 %, EmoBank dev. Then the
+document-level table of bench/text_documents.py (issue 16: whole documents through the analyser,
+built from the "report" halves of held-out rows), with and without the document head.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=D.DEFAULT_DATA_DIR)
     parser.add_argument("--nsmc-limit", type=int, default=0, help="score only the first N held-out reviews")
     parser.add_argument("--skip-analyzer", action="store_true")
+    parser.add_argument("--skip-documents", action="store_true", help="no document-level table")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -186,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"|{'-' * (width + 2)}|------:|-----:|")
     for metric, value, n in rows:
         print(f"| {metric:<{width}} | {value} | {n} |")
+
+    if not args.skip_documents:
+        from text_documents import document_table  # bench/text_documents.py, beside this file
+
+        print("\n" + document_table(args.data_dir, "report"))
 
     print_label_va_check(models, args.data_dir)
     return 0

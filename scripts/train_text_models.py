@@ -624,6 +624,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     start = time.time()
     meta = train(args.data_dir, args.out, args.cache_dir)
+    from train_korean_emotion import update  # replaces emotion_ko with the KOTE-only head (issue 16)
+
+    update(args.data_dir, args.out, args.cache_dir)
+    meta = json.loads((args.out / META_FILE).read_text(encoding="utf-8"))
     sizes = {p.name: p.stat().st_size for p in sorted(args.out.iterdir()) if p.is_file()}
     print(f"trained {len(meta['heads'])} heads in {time.time() - start:.0f} s -> {args.out} {sizes}")
     return 0

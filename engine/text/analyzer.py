@@ -6,8 +6,12 @@ arousal, and the music choices they lead to — each with a human-readable reaso
 
 * topic → its five genres in the catalogue; we keep the 2–3 that best fit the text's energy (and
   borrow the runner-up topic's lead genre when that topic is nearly as likely);
+* the document's emotion and valence/arousal come from its sentences (``engine.text.mood``: salience
+  weighting and the document head), with the sentences that carried the feeling quoted;
 * valence/arousal → the nearest moods on the catalogue's mood plane; arousal → BPM
-  (``60 + (a + 1) / 2 · 80``: calm texts ≈ 60–80 BPM, excited ones ≈ 120–140); valence < 0 → minor.
+  (``60 + (a + 1) / 2 · 80``: calm texts ≈ 60–80 BPM, excited ones ≈ 120–140), pulled toward the
+  energy of the mood that names the emotion (Sad, Happy, …) by the emotion's probability;
+  valence < 0 → minor.
 
 The user's explicit choices (tempo, duration, keywords, instruments) always win over the analysis.
 """
@@ -34,20 +38,21 @@ from engine.text.ingest import (
     document_from_text,
     read_document,
 )
-from engine.text.labels import EKMAN_LABELS, EKMAN_VA
+from engine.text.labels import EKMAN_VA
 from engine.text.language import detect_language, language_name
+from engine.text.mood import (  # noqa: F401  (VA_GAIN, to_mood_plane: re-exported for callers)
+    VA_BLEND,
+    VA_GAIN,
+    DocumentMood,
+    load_document_head,
+    read_mood,
+    stored_va_gain,
+    to_mood_plane,
+)
 from engine.text.summary import MAX_SENTENCES, prepare_sentences, summarize_candidates
 
 # BPM from arousal: a in [-1, 1] → 60..140 BPM
 BPM_LOW, BPM_HIGH = 60, 140
-# Regression head output → mood-plane scale, per language head: std of the labels' circumplex
-# placement / std of the head's predictions. scripts/train_text_models.py measures it on the
-# training rows (GoEmotions → en/other, KOTE → ko) and stores it with the heads ("va_gain" in
-# text_heads.json), so it cannot go stale; these values are only the fallback for heads trained
-# before that. `python bench/text_analyzer.py --calibrate` re-measures it on GoEmotions dev / KOTE
-# and prints the stored values beside (it printed en 3.23/3.11, ko 1.51/1.79 for the old heads).
-VA_GAIN: dict[str, tuple[float, float]] = {"en": (3.2, 3.1), "other": (3.2, 3.1), "ko": (1.5, 1.8)}
-VA_BLEND = 0.5  # share of the (stretched) regression heads; the rest is the emotion labels' centre
 # how much a genre's energy mismatch with the text counts against its topic prior (see _score_topic_genres)
 ENERGY_FIT = 0.5
 # Below this top-topic probability the topic is a guess, so its genre table is not used:
@@ -60,8 +65,6 @@ GENERAL_GENRES: dict[str, float] = {
     "Ambient": 0.0, "Acoustic": 0.4, "Folk": 0.3, "Cinematic": -0.2, "Orchestral": 0.0, "Pop": 0.6,
     "Rock": 0.0, "Dance": 0.6,
 }  # fmt: skip
-# how much an emotional sentence outweighs a neutral one when averaging over the document
-NEUTRAL_FLOOR = 0.25
 DEFAULT_DURATION = 15
 # the catalogue mood that names each emotion outright (the nearest mood on the plane otherwise)
 EMOTION_MOOD = {"joy": "Happy", "sadness": "Sad", "anger": "Angry", "fear": "Scary", "surprise": "Dramatic",
@@ -112,6 +115,7 @@ class Analysis:
     chars: int = 0
     sentences: int = 0  # sentences found (before sampling)
     model_va: tuple[float, float] = (0.0, 0.0)  # the regression heads' own (valence, arousal)
+    feeling_quotes: list[str] = field(default_factory=list)  # sentences that carried the emotion
     overrides: list[str] = field(default_factory=list)  # which fields the user set explicitly
 
     @property
@@ -163,6 +167,8 @@ class Analyzer:
         self._emotion_takes_embeddings = _accepts(models.emotion_probabilities, "embeddings")
         self._va_takes_embeddings = _accepts(models.valence_arousal, "embeddings")
         self.va_gain = stored_va_gain(models)
+        model_dir = getattr(models, "model_dir", None)
+        self.document_head = load_document_head(str(model_dir)) if model_dir is not None else None
 
     @classmethod
     def load(
@@ -253,7 +259,7 @@ class Analyzer:
             topic_vectors.append(vector)
         topics = self.models.topic(topic_texts, embeddings=np.stack(topic_vectors).astype(np.float32))
 
-        # emotion and valence/arousal per sentence, then averaged over the document
+        # emotion and valence/arousal per sentence, then read per document (engine.text.mood)
         if self._emotion_takes_embeddings:
             emo = self.models.emotion_probabilities(flat, langs, embeddings=embeddings)
         else:
@@ -266,12 +272,13 @@ class Analyzer:
         results = []
         for i, (p, summary, topic) in enumerate(zip(prepared, summaries, topics, strict=True)):
             a, b = bounds[i], bounds[i + 1]
-            emotion_scores, model_v, model_a = _aggregate(emo[a:b], va[a:b], EKMAN_LABELS)
-            valence, arousal = to_mood_plane(
-                model_v, model_a, emotion_scores, p.language, gain=self.va_gain.get(p.language)
-            )
-            analysis = self._compose(p, summary.sentences, topic, emotion_scores, valence, arousal, overrides)
-            analysis.model_va = (round(model_v, 4), round(model_a, 4))
+            mood = read_mood(
+                p.candidates, emo[a:b], va[a:b], embeddings[a:b], p.language,
+                gain=self.va_gain.get(p.language), head=self.document_head,
+            )  # fmt: skip
+            analysis = self._compose(p, summary.sentences, topic, mood, overrides)
+            analysis.model_va = (round(mood.model_va[0], 4), round(mood.model_va[1], 4))
+            analysis.feeling_quotes = mood.quotes
             results.append(analysis)
         return results
 
@@ -289,16 +296,15 @@ class Analyzer:
         p: _Prepared,
         summary: list[str],
         topic: Any,
-        emotion_scores: dict[str, float],
-        valence: float,
-        arousal: float,
+        mood: DocumentMood,
         overrides: _Overrides,
     ) -> Analysis:
         from engine.prompt import build_spec
 
         cat = self.catalogue
         reasons: list[str] = []
-        emotion_label = _emotion_label(emotion_scores)
+        emotion_scores, valence, arousal = mood.scores, mood.valence, mood.arousal
+        emotion_label = mood.label
 
         # genres from the topic table: the top topic's genres, blended with the runner-ups' in
         # proportion to their probability, and ordered by how well their energy fits the text
@@ -317,12 +323,15 @@ class Analyzer:
         # moods: the emotion label's own mood, then the moods nearest the text's valence/arousal
         top_p = emotion_scores.get(emotion_label, 0.0)
         moods: list[str] = []
+        named = None
         if emotion_label in EKMAN_VA and emotion_label != "neutral":
             named = cat.get("moods", EMOTION_MOOD.get(emotion_label, ""))
             moods = [named.en] if named else [e.en for e in cat.moods_near(*EKMAN_VA[emotion_label], k=1)]
             reasons.append(f"{emotion_label} {top_p:.2f} → {', '.join(moods)}")
         else:
             reasons.append(f"{emotion_label} {top_p:.2f} → no emotion mood")
+        if mood.quotes:  # the sentences that carried the feeling (the strongest valence if neutral)
+            reasons.append("felt most in " + ", ".join(f"“{q}”" for q in mood.quotes))
         near = [e.en for e in cat.moods_near(valence, arousal, k=3) if e.en not in moods][: 3 - len(moods)]
         reasons.append(f"valence {_signed(valence)}, arousal {_signed(arousal)} → {', '.join(near)}")
         moods += near
@@ -330,14 +339,21 @@ class Analyzer:
             if mood not in moods and len(moods) < 3:
                 moods.append(mood)
 
-        # tempo and mode
-        bpm = int(round(BPM_LOW + energy * (BPM_HIGH - BPM_LOW)))
+        # tempo and mode: the text's energy, pulled toward the energy of the mood that names its
+        # emotion in proportion to the emotion's probability (a sad text gets the Sad mood's pace:
+        # arousal alone stays near the middle for narrative prose, whose sentences read as calm-ish)
+        tempo_energy, pulled = energy, ""
+        if named is not None:
+            hint = cat.mood_hint(named.en)
+            tempo_energy = (1.0 - top_p) * energy + top_p * hint.energy
+            pulled = f" and {named.en} (energy {hint.energy:.2f}, weight {top_p:.2f})"
+        bpm = int(round(BPM_LOW + tempo_energy * (BPM_HIGH - BPM_LOW)))
         if overrides.tempo is not None:
             tempo_value: str | int = overrides.tempo
             reasons.append(f"tempo {overrides.tempo} (your choice)")
         else:
             tempo_value = str(bpm)
-            reasons.append(f"arousal {_signed(arousal)} → {bpm} BPM")
+            reasons.append(f"arousal {_signed(arousal)}{pulled} → {bpm} BPM")
         mode = "minor" if valence < 0 else "major"
         reasons.append(f"valence {_signed(valence)} → {mode} key")
 
@@ -453,71 +469,6 @@ def _unit(vector: np.ndarray) -> np.ndarray:
 def _topic_text(title: str | None, summary: list[str]) -> str:
     body = " ".join(summary)
     return f"{title}. {body}" if title else body
-
-
-def stored_va_gain(models: Any) -> dict[str, tuple[float, float]]:
-    """VA_GAIN as calibrated for the loaded heads (``meta["va_gain"]``), else the fallback table."""
-    gains = dict(VA_GAIN)
-    meta = getattr(models, "meta", None)
-    stored = meta.get("va_gain", {}) if isinstance(meta, dict) else {}
-    for language, pair in stored.items():
-        if isinstance(pair, (list, tuple)) and len(pair) == 2:
-            gains[language] = (float(pair[0]), float(pair[1]))
-    return gains
-
-
-def to_mood_plane(
-    model_valence: float,
-    model_arousal: float,
-    emotion_scores: dict[str, float],
-    language: str,
-    *,
-    gain: tuple[float, float] | None = None,
-) -> tuple[float, float]:
-    """Place a text on the catalogue's valence/arousal plane (where the moods sit).
-
-    The regression heads learnt EmoBank's scale, where almost every sentence sits within ±0.35 of
-    neutral, while the moods (and the emotion labels' centres in ``labels.EKMAN_VA``) use the whole
-    circumplex. So: stretch the regression output by the measured scale ratio (``gain``, by default
-    VA_GAIN; the analyser passes the one stored with its heads), and average it with the point the emotion probabilities imply.
-    Blending the two estimators also measured better than either alone on GoEmotions/KOTE valence.
-    """
-    gain_v, gain_a = gain or VA_GAIN.get(language, VA_GAIN["en"])
-    emo_v = sum(p * EKMAN_VA[label][0] for label, p in emotion_scores.items() if label in EKMAN_VA)
-    emo_a = sum(p * EKMAN_VA[label][1] for label, p in emotion_scores.items() if label in EKMAN_VA)
-    valence = VA_BLEND * float(np.clip(gain_v * model_valence, -1, 1)) + (1 - VA_BLEND) * emo_v
-    arousal = VA_BLEND * float(np.clip(gain_a * model_arousal, -1, 1)) + (1 - VA_BLEND) * emo_a
-    return float(np.clip(valence, -1, 1)), float(np.clip(arousal, -1, 1))
-
-
-def _aggregate(
-    probs: np.ndarray, va: np.ndarray, labels: Sequence[str]
-) -> tuple[dict[str, float], float, float]:
-    """Average sentence-level predictions; emotional sentences weigh more than neutral ones, so
-    a long document with a few strong passages does not wash out to "neutral"."""
-    neutral = list(labels).index("neutral") if "neutral" in labels else None
-    if neutral is not None:
-        weights = NEUTRAL_FLOOR + (1.0 - probs[:, neutral])
-    else:
-        weights = np.ones(len(probs))
-    weights = weights / weights.sum()
-    mean_probs = weights @ probs
-    mean_va = weights @ va
-    scores = {label: float(p) for label, p in zip(labels, mean_probs, strict=True)}
-    return scores, float(np.clip(mean_va[0], -1, 1)), float(np.clip(mean_va[1], -1, 1))
-
-
-def _emotion_label(scores: dict[str, float]) -> str:
-    """The most likely label; "neutral" only wins when no emotion is close to it."""
-    best = max(scores, key=scores.get)
-    if best != "neutral":
-        return best
-    emotional = {k: v for k, v in scores.items() if k != "neutral"}
-    if emotional:
-        runner = max(emotional, key=emotional.get)
-        if emotional[runner] >= 0.75 * scores["neutral"]:
-            return runner
-    return best
 
 
 def _genre_energy(cat: Any, name: str) -> float:

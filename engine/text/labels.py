@@ -196,3 +196,46 @@ TOPIC_DESCRIPTIONS: dict[int, str] = {
     30: "A book about gay and lesbian lives, LGBT identity, queer stories and coming out.",
     31: "A book about education and teaching: teachers, classrooms, curriculum and learning.",
 }
+
+
+# Three short scenes per Ekman label, written for this project in narrative (not chat) language.
+# Their mean embedding is a label prototype: the document head (engine.text.mood) compares a
+# document with them, which reads feeling that a story shows rather than names (rain, an empty
+# room) better than heads trained on Reddit comments. bench/text_quality.py measures what they add.
+EMOTION_DESCRIPTIONS: dict[str, tuple[str, ...]] = {
+    "anger": (
+        "I am furious and outraged; this makes me so angry I could scream.",
+        "How dare they treat us like this, I hate them for it.",
+        "He slammed his fist on the table, shouting in rage at the injustice.",
+    ),
+    "disgust": (
+        "That is disgusting and revolting, it makes me sick.",
+        "Gross, vile and filthy; I find it repulsive.",
+        "The stench of rot and decay turned her stomach.",
+    ),
+    "fear": (
+        "I am terrified and afraid; something dreadful is coming for us in the dark.",
+        "Panic and dread: we are in danger and I am scared.",
+        "Footsteps crept closer in the night and she held her breath in terror.",
+    ),
+    "joy": (
+        "I am so happy and delighted; this is wonderful and full of love.",
+        "A bright, joyful day of laughter, sunshine and celebration.",
+        "They danced and sang together, full of hope and gladness.",
+    ),
+    "neutral": (
+        "The meeting is on Tuesday at the office.",
+        "The report describes the method and the results.",
+        "The train leaves the station at nine and arrives at noon.",
+    ),
+    "sadness": (
+        "I am heartbroken and grieving; someone I love is gone and will never come back.",
+        "A lonely, empty day of loss, tears and mourning.",
+        "She wept quietly by the grave as the light faded.",
+    ),
+    "surprise": (
+        "Wow, I did not expect that at all, what a surprise!",
+        "I am amazed and astonished by this sudden news.",
+        "To everyone's astonishment, the door flew open and there he was.",
+    ),
+}

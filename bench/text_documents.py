@@ -1,0 +1,121 @@
+"""Document-level quality of the text analyser on documents built from held-out rows (issue 16).
+
+    .venv/bin/python bench/text_documents.py [--part report|tune] [--data-dir ../shared/data]
+
+Runs the real ``Analyzer.analyze_batch`` (the product path) on the sets of
+``engine.text.datasets`` — one-emotion documents (8 GoEmotions dev comments of one label), Korean
+documents of 8 held-out NSMC reviews of one polarity, negative/positive poem verses and stanzas
+(3 polar + 3 "no impact" verses) of the poem csv's test split, EmoBank dev sentences grouped by
+source document — once with the trained document head and once without it (salience-weighted
+mean of the sentence heads), and prints one table. ``bench/text_quality.py`` prints it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from engine.text import datasets as D  # noqa: E402
+from engine.text.labels import EKMAN_LABELS  # noqa: E402
+
+SAD_FAMILY = ("sadness", "fear")
+NEGATIVE_LABELS = ("anger", "disgust", "fear", "sadness")
+
+
+def balanced_sign_accuracy(gold: list[int], valence: np.ndarray) -> float:
+    """Mean over the two gold signs of the share whose valence has that sign (0 counts as +)."""
+    gold_a = np.asarray(gold)
+    pred = np.where(valence < 0, -1, 1)
+    return float(np.mean([np.mean(pred[gold_a == g] == g) for g in (-1, 1)]))
+
+
+def _scores(analyzer, texts: list[str]) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    results = analyzer.analyze_batch(texts)
+    valence = np.array([r.valence for r in results])
+    arousal = np.array([r.arousal for r in results])
+    minor = np.array([r.mode == "minor" for r in results])
+    return valence, arousal, [r.emotion["label"] for r in results], minor
+
+
+def document_rows(analyzer, data_dir: Path, part: str = "report") -> list[tuple[str, str, int]]:
+    """(metric, value, documents) rows for one analyser configuration."""
+    rows: list[tuple[str, str, int]] = []
+    verses, stanzas = D.poem_documents(data_dir, part=part)
+    for docs in (verses, stanzas):
+        valence, _, labels, minor = _scores(analyzer, docs.texts)
+        gold = np.asarray(docs.gold)
+        n = len(gold)
+        rows.append((f"{docs.name}: valence sign, balanced accuracy", f"{balanced_sign_accuracy(docs.gold, valence):.3f}", n))
+        mode = float(np.mean([np.mean(minor[gold == g] == (g < 0)) for g in (-1, 1)]))
+        rows.append((f"{docs.name}: minor for negative / major for positive, balanced", f"{mode:.3f}", n))
+        sad = np.isin(np.asarray(labels)[gold < 0], SAD_FAMILY)
+        rows.append((f"{docs.name}: negative ones labelled sadness/fear", f"{np.mean(sad):.3f}", int(np.sum(gold < 0))))
+        rows.append((f"{docs.name}: positive ones with negative valence", f"{np.mean(valence[gold > 0] < 0):.3f}", int(np.sum(gold > 0))))
+
+    emotion = D.emotion_documents(data_dir, part=part)
+    _, _, labels, _ = _scores(analyzer, emotion.texts)
+    gold_e, pred_e = np.asarray(emotion.gold), np.asarray(labels)
+    per_class = {c: float(np.mean(pred_e[gold_e == c] == c)) for c in EKMAN_LABELS}
+    rows.append(
+        ("one-emotion documents: accuracy per class (" + " ".join(f"{c[:4]} {v:.2f}" for c, v in per_class.items()) + "), min",
+         f"{min(per_class.values()):.3f}", len(gold_e))
+    )  # fmt: skip
+    rows.append(("one-emotion documents: accuracy", f"{np.mean(pred_e == gold_e):.3f}", len(gold_e)))
+
+    korean = D.korean_documents(data_dir, part=part)
+    valence, _, _, _ = _scores(analyzer, korean.texts)
+    rows.append(("Korean 8-review documents: valence sign, balanced accuracy", f"{balanced_sign_accuracy(korean.gold, valence):.3f}", len(korean.gold)))  # fmt: skip
+
+    bank = D.emobank_documents(data_dir, part=part)
+    valence, _, _, _ = _scores(analyzer, bank.texts)
+    gold_b = np.asarray(bank.gold)
+    rows.append(("EmoBank documents: valence Pearson r vs mean gold", f"{np.corrcoef(valence, gold_b)[0, 1]:.3f}", len(gold_b)))  # fmt: skip
+    clear = np.abs(gold_b) >= 0.05
+    sign = float(np.mean(np.sign(valence[clear]) == np.sign(gold_b[clear])))
+    rows.append(("EmoBank documents with |gold| ≥ 0.05: valence sign accuracy", f"{sign:.3f}", int(clear.sum())))
+    return rows
+
+
+def document_table(data_dir: Path = D.DEFAULT_DATA_DIR, part: str = "report") -> str:
+    """Markdown table: each metric without and with the document head."""
+    from engine.text.analyzer import Analyzer
+
+    analyzer = Analyzer.load()
+    head = analyzer.document_head
+    start = time.perf_counter()
+    with_head = document_rows(analyzer, data_dir, part)
+    analyzer.document_head = None
+    try:
+        without = document_rows(analyzer, data_dir, part)
+    finally:
+        analyzer.document_head = head
+    seconds = time.perf_counter() - start
+    width = max(len(m) for m, _, _ in with_head)
+    lines = [
+        f"Document level ({part} part, held-out rows only; {seconds:.0f} s for both columns)",
+        f"| {'metric':<{width}} | no head | document head | docs |",
+        f"|{'-' * (width + 2)}|--------:|--------------:|-----:|",
+    ]
+    for (metric, value, n), (_, plain, _) in zip(with_head, without, strict=True):
+        lines.append(f"| {metric:<{width}} | {plain} | {value} | {n} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=D.DEFAULT_DATA_DIR)
+    parser.add_argument("--part", choices=D.DOC_PARTS, default="report")
+    args = parser.parse_args(argv)
+    print(document_table(args.data_dir, args.part))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
