@@ -1,4 +1,4 @@
-"""What travels through Redis: key names, batch and result entries (JSON + FLAC audio), Lua scripts.
+"""What travels through Redis: key names, batch and result entries (JSON + raw audio), Lua scripts.
 
 Nothing here is pickled: a Redis entry is data, never code. Audio travels as raw float32 (exact;
 no codec on the event loop) and every decode is checked against its declared, capped size.
