@@ -142,9 +142,10 @@ async def phase_redis(args, url: str, workers: int, *, extra: list[str], env: di
             if os.environ.get("BENCH_DEBUG"):
                 there = [1000 * (t["received"] - t["sent"]) for t in timings]
                 back = [1000 * (t["read_at"] - t["finished"]) for t in timings]
-                print(
-                    f"{label} x{workers}: dispatch p50 {pct(there, 50):.1f} ms, return p50 {pct(back, 50):.1f} ms"
-                )
+                reply = [1000 * (t["got"] - t["finished"]) for t in timings if "got" in t]
+                print(f"{label} x{workers}: dispatch p50/p95 {pct(there, 50):.1f}/{pct(there, 95):.1f} ms, "
+                      f"return p50/p95 {pct(back, 50):.1f}/{pct(back, 95):.1f} ms, of which until the "
+                      f"reply reached the front end {pct(reply, 50):.1f}/{pct(reply, 95):.1f} ms")  # fmt: skip
     finally:
         stop_workers(procs)
     row.update(setup=label, workers=workers, added50=pct(added, 50) * 1000, added95=pct(added, 95) * 1000)
@@ -173,6 +174,7 @@ async def main() -> None:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--musicgen-jobs", type=int, default=48)
+    parser.add_argument("--seconds", type=float, default=5.0, help="track length of the sleeping phases")
     parser.add_argument("--phases", default="inprocess,redis,musicgen", help="which phases to run")
     parser.add_argument("--quick", action="store_true", help="40 jobs, no MusicGen phase")
     args = parser.parse_args()
@@ -190,7 +192,7 @@ async def main() -> None:
     try:
         for n in [int(x) for x in args.workers.split(",")] if "redis" in phases else []:
             rows.append(await phase_redis(args, server.url, n, extra=sleepy, env=SLEEPY_ENV, label="redis sleepy",
-                                          jobs=args.jobs, users=args.users, duration=5.0, logdir=tmp))  # fmt: skip
+                                          jobs=args.jobs, users=args.users, duration=args.seconds, logdir=tmp))  # fmt: skip
         if args.musicgen_jobs and "musicgen" in phases:
             from tests.tiny_musicgen import build_tiny_musicgen
 

@@ -233,7 +233,7 @@ class RedisBroker:
                     del pending[job_id]
         return outcomes
 
-    def _on_result(self, entry_id: bytes, fields: dict) -> None:
+    def _on_result(self, entry_id: bytes, fields: dict, got: float = 0.0) -> None:
         try:
             meta, outcome = decode_result(fields)
         except WireError as exc:
@@ -241,7 +241,7 @@ class RedisBroker:
             return
         job_id = str(meta.get("job_id"))
         self.stats["tracks"] += len(outcome.tracks)
-        self.timings.append(dict(meta.get("timing") or {}, job_id=job_id, read_at=time.time()))
+        self.timings.append(dict(meta.get("timing") or {}, job_id=job_id, got=got, read_at=time.time()))
         fut = self._waiting.get(job_id)
         if fut is not None and not fut.done():
             fut.set_result(outcome)
@@ -252,10 +252,11 @@ class RedisBroker:
 
     async def _handle_entries(self, entries) -> None:
         done_jobs = []
+        got = time.time()  # the reply arrived (timings: how long decoding took after it)
         for entry_id, fields in entries:
             if not fields:
                 continue  # deleted meanwhile
-            self._on_result(entry_id, fields)
+            self._on_result(entry_id, fields, got)
             try:
                 done_jobs.append(json.loads(fields[b"result"])["job_id"])
             except (KeyError, ValueError, TypeError):

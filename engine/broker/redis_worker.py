@@ -75,7 +75,6 @@ class RemoteWorker:
         self._cancelled: set[str] = set()
         self._sends: set[asyncio.Task] = set()
         self._refresh = self.redis.register_script(REFRESH_CLAIM)
-        self._finish = self.redis.register_script(FINISH_BATCH)
         self.batches_done = 0
 
     @property
@@ -314,9 +313,20 @@ class RemoteWorker:
         return None
 
     async def _write(self, entry_id: str, results: list[tuple[str, Outcome, dict]]) -> None:
-        args = finish_args(WORKERS_GROUP, entry_id, self.opt.prefix, self.opt.result_ttl, results)
-        written = await self._finish(keys=[self.keys.batches, self.keys.results], args=args)
-        kept = {w.decode() for w in written}
+        """Each job's result in its own script call, then the batch's ack, all in one pipeline:
+        Redis adds (and the front end can read) the first job's result while the rest of the
+        batch's audio is still on its way. A worker that dies midway leaves the batch pending: it
+        is reclaimed and its jobs already written keep their first result."""
+        keys = [self.keys.batches, self.keys.results]
+        ttl = self.opt.result_ttl
+        # EVAL, not a registered script: that would add a SCRIPT EXISTS round trip per pipeline
+        # (Redis caches the script by its hash either way, and a restarted Redis needs no reload)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for result in results:
+                pipe.eval(FINISH_BATCH, 2, *keys, *finish_args(WORKERS_GROUP, "", self.opt.prefix, ttl, [result]))
+            pipe.eval(FINISH_BATCH, 2, *keys, *finish_args(WORKERS_GROUP, entry_id, self.opt.prefix, ttl, []))
+            replies = await pipe.execute()
+        kept = {w.decode() for written in replies for w in written}
         for job_id, outcome, _ in results:
             if outcome.kind in ("done", "failed") and job_id not in kept:
                 log.info("job %s already has a result from another worker; ours is dropped", job_id)

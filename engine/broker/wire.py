@@ -1,4 +1,4 @@
-"""What travels through Redis: key names, batch and result entries (JSON + FLAC audio), Lua scripts.
+"""What travels through Redis: key names, batch and result entries (JSON + raw audio), Lua scripts.
 
 Nothing here is pickled: a Redis entry is data, never code. Audio travels as raw float32 (exact;
 no codec on the event loop) and every decode is checked against its declared, capped size.
@@ -264,7 +264,8 @@ redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
 return 1
 """
 
-# Write a batch's results, first final result per job wins, then ack and delete the batch entry.
+# Write a batch's results, first final result per job wins, then ack and delete the batch entry
+# (unless the entry id is empty: more results of that batch follow in a later call).
 # KEYS[1] batches, KEYS[2] results. ARGV: group, entry id, key prefix, ttl ms, results min id,
 # then per job: job id, final (1/0), n fields, field, value, ... Returns the job ids written.
 FINISH_BATCH = """
@@ -286,8 +287,10 @@ while i <= #ARGV do
     written[#written + 1] = job
   end
 end
-redis.call('XACK', KEYS[1], group, entry)
-redis.call('XDEL', KEYS[1], entry)
+if entry ~= '' then
+  redis.call('XACK', KEYS[1], group, entry)
+  redis.call('XDEL', KEYS[1], entry)
+end
 return written
 """
 
