@@ -18,7 +18,6 @@ bursts (the per-member job cap and the queue cap still hold across restarts thro
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,14 +25,7 @@ from typing import Any
 
 from discord.app_commands import Cooldown
 
-from engine.errors import UserInputError
-
-_UNITS = {
-    "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0, "초": 1.0,
-    "m": 60.0, "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0, "분": 60.0,
-    "h": 3600.0, "hour": 3600.0, "hours": 3600.0, "시간": 3600.0,
-}  # fmt: skip
-_RATE = re.compile(r"(\d+)\s*(?:per|/)\s*(\d+(?:\.\d+)?)?\s*([a-z초분시간]+)?")
+from engine.limits import parse_rate
 
 
 @dataclass(frozen=True)
@@ -59,20 +51,7 @@ class Rate:
     @classmethod
     def parse(cls, text: str, name: str = "rate") -> Rate:
         """ "5 per 60 seconds", "5 per minute", "5/60", "5/min", "30 per 1 hour"; "0" or "off": no limit."""
-        raw = " ".join(str(text).strip().lower().split())
-        if raw in ("0", "off", "none", "no", "false"):
-            return cls(0)
-        match = _RATE.fullmatch(raw)
-        unit = (match.group(3) if match else None) or "s"
-        if match is None or unit not in _UNITS:
-            raise UserInputError(
-                f"{name} must look like '5 per 60 seconds' (or '5/60', '5 per minute'; 0 turns it off), "
-                f"got {text!r}."
-            )
-        count = int(match.group(1))
-        per = float(match.group(2) or 1) * _UNITS[unit]
-        if count > 0 and per <= 0:
-            raise UserInputError(f"{name}: the period must be longer than 0 seconds, got {text!r}.")
+        count, per = parse_rate(text, name)  # the one rate grammar (engine.limits)
         return cls(count, per) if count > 0 else cls(0)
 
 

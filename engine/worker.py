@@ -23,7 +23,6 @@ import itertools
 import logging
 import multiprocessing
 import multiprocessing.connection
-import os
 import sys
 import threading
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 
 from engine.errors import BackendUnavailable
 from engine.generation.base import GenerationCancelled, MusicBackend
+from engine.lifeline import exit_with_parent
 from engine.spec import MusicSpec, Track
 
 log = logging.getLogger("textunes.engine")
@@ -236,23 +236,9 @@ class ThreadWorker:
 # process worker
 
 
-def _exit_with_parent() -> None:
-    """Leave as soon as the parent dies (SIGKILLed bot): a finished batch would have nowhere to go,
-    and a MusicGen call could otherwise keep the device busy for minutes."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        multiprocessing.connection.wait([parent.sentinel])
-        os._exit(0)
-
-    threading.Thread(target=watch, name="textunes-parent-watch", daemon=True).start()
-
-
 def _child_main(conn, factory: BackendFactory, device: str, generation_params: dict) -> None:
     """Entry point of the worker process: load the backend, then serve calls until "stop"."""
-    _exit_with_parent()
+    exit_with_parent()
     try:
         backend = factory(device)
         if generation_params:

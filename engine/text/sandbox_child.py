@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.connection
-import os
-import threading
 from typing import Any
 
 from engine.errors import UserInputError
+from engine.lifeline import exit_with_parent
 
 _WARM_UP_TEXTS = (
     "The whole town woke early on the morning of the summer festival. Everyone was happy.",
@@ -46,19 +45,6 @@ def _release_free_memory() -> None:
             pass
 
 
-def _exit_with_parent() -> None:
-    """Exit the moment the parent dies: nobody would read our answer (same as the model worker)."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        multiprocessing.connection.wait([parent.sentinel])
-        os._exit(0)
-
-    threading.Thread(target=watch, name="textunes-sandbox-parent-watch", daemon=True).start()
-
-
 def _read(payload: dict) -> Any:
     """The request's ``Document``: an upload (bytes + name) or pasted text."""
     from engine.text.ingest import document_from_text, read_document
@@ -71,7 +57,7 @@ def _read(payload: dict) -> Any:
 
 def child_main(conn: multiprocessing.connection.Connection, memory_bytes: int) -> None:
     """The sandbox process: load, warm up, cap the address space, then serve requests until EOF."""
-    _exit_with_parent()
+    exit_with_parent("textunes-sandbox-parent-watch")
     try:
         from engine.text.analyzer import default_analyzer
 
