@@ -445,12 +445,15 @@ class TextModels:
                 )
         return np.clip(out, -1.0, 1.0)
 
-    def sentiment(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> np.ndarray:
+    def sentiment(
+        self, texts: Sequence[str], langs: Sequence[str] | None = None, embeddings: np.ndarray | None = None
+    ) -> np.ndarray:
         """(n,) probability that each text is positive (trained on Korean movie reviews)."""
         texts = list(texts)
         out = np.zeros(len(texts), dtype=np.float32)
         for head_name, idx in self._route("sentiment", texts, langs):
-            out[idx] = self._run(head_name, [texts[i] for i in idx]).reshape(-1)
+            group_emb = None if embeddings is None else embeddings[idx]
+            out[idx] = self._run(head_name, [texts[i] for i in idx], group_emb).reshape(-1)
         return out
 
 
