@@ -165,7 +165,7 @@ def test_korean_reviews_read_by_their_sentiment(readings: dict[str, Analysis]) -
     praise, complaint = readings["reviews_ko"], readings["complaint_ko"]
     assert praise.valence > 0 and praise.mode == "major", praise.reasons
     assert complaint.valence < 0 and complaint.mode == "minor", complaint.reasons
-    assert any(r.startswith("reads like a review") for r in praise.reasons)
+    assert any(r.startswith("review sentiment") for r in praise.reasons)
 
 
 def test_analysis_with_quotes_pickles(readings: dict[str, Analysis]) -> None:
