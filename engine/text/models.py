@@ -438,7 +438,9 @@ class TextModels:
                 # The regressor sees Korean only through the multilingual embedding and was fitted
                 # mostly on English EmoBank; blend in the valence/arousal implied by the Korean
                 # emotion head (probabilities × the reviewed Ekman centres in labels.EKMAN_VA).
-                # The NSMC sentiment head is not used: in movie reviews "I cried" is praise.
+                # The NSMC sentiment head is not used here: in movie reviews "I cried" is praise.
+                # (engine.text.mood lets it into a document's valence as far as the text reads
+                # like a comment rather than prose.)
                 probs = self.emotion_probabilities(group, ["ko"] * len(group), group_emb)
                 out[idx] = (1.0 - KO_EMOTION_VA_WEIGHT) * out[idx] + KO_EMOTION_VA_WEIGHT * (
                     probs @ _EKMAN_VA_MATRIX
