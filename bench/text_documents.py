@@ -36,20 +36,24 @@ def balanced_sign_accuracy(gold: list[int], valence: np.ndarray) -> float:
     return float(np.mean([np.mean(pred[gold_a == g] == g) for g in (-1, 1)]))
 
 
-def _scores(analyzer, texts: list[str]) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+def _scores(analyzer, texts: list[str], paces: list[tuple[str, int]] | None = None):
+    """valence, arousal, labels, minor flags; (label, BPM) of each document appended to ``paces``."""
     results = analyzer.analyze_batch(texts)
     valence = np.array([r.valence for r in results])
     arousal = np.array([r.arousal for r in results])
     minor = np.array([r.mode == "minor" for r in results])
+    if paces is not None:
+        paces.extend((r.emotion["label"], r.bpm) for r in results)
     return valence, arousal, [r.emotion["label"] for r in results], minor
 
 
 def document_rows(analyzer, data_dir: Path, part: str = "report") -> list[tuple[str, str, int]]:
     """(metric, value, documents) rows for one analyser configuration."""
     rows: list[tuple[str, str, int]] = []
+    paces: list[tuple[str, int]] = []  # (label, BPM) of every English document below
     verses, stanzas = D.poem_documents(data_dir, part=part)
     for docs in (verses, stanzas):
-        valence, _, labels, minor = _scores(analyzer, docs.texts)
+        valence, _, labels, minor = _scores(analyzer, docs.texts, paces)
         gold = np.asarray(docs.gold)
         n = len(gold)
         rows.append((f"{docs.name}: valence sign, balanced accuracy", f"{balanced_sign_accuracy(docs.gold, valence):.3f}", n))
@@ -60,7 +64,7 @@ def document_rows(analyzer, data_dir: Path, part: str = "report") -> list[tuple[
         rows.append((f"{docs.name}: positive ones with negative valence", f"{np.mean(valence[gold > 0] < 0):.3f}", int(np.sum(gold > 0))))
 
     emotion = D.emotion_documents(data_dir, part=part)
-    _, _, labels, _ = _scores(analyzer, emotion.texts)
+    _, _, labels, _ = _scores(analyzer, emotion.texts, paces)
     gold_e, pred_e = np.asarray(emotion.gold), np.asarray(labels)
     per_class = {c: float(np.mean(pred_e[gold_e == c] == c)) for c in EKMAN_LABELS}
     rows.append(
@@ -68,6 +72,11 @@ def document_rows(analyzer, data_dir: Path, part: str = "report") -> list[tuple[
          f"{min(per_class.values()):.3f}", len(gold_e))
     )  # fmt: skip
     rows.append(("one-emotion documents: accuracy", f"{np.mean(pred_e == gold_e):.3f}", len(gold_e)))
+
+    sad_bpm = [bpm for label, bpm in paces if label == "sadness"]
+    rows.append(("English documents read as sadness: Slow (<= 84 BPM)", f"{np.mean(np.array(sad_bpm) <= 84):.3f}", len(sad_bpm)))  # fmt: skip
+    lively = [bpm for label, bpm in paces if label in ("joy", "anger", "fear")]
+    rows.append(("English documents read as joy/anger/fear: Fast (>= 115 BPM)", f"{np.mean(np.array(lively) >= 115):.3f}", len(lively)))  # fmt: skip
 
     korean = D.korean_documents(data_dir, part=part)
     valence, _, _, _ = _scores(analyzer, korean.texts)

@@ -16,6 +16,7 @@ from engine.text.mood import (
     DOC_HEAD_FILE,
     DOC_META_FILE,
     MODEL_FILES_DIR,
+    DocumentHead,
     descriptions_digest,
     load_document_head,
     read_mood,
@@ -78,6 +79,16 @@ ANGRY_KO = """오늘 가게 주인이 우리에게 한 짓을 생각하면 정�
 너무 억울하고 분해서 손이 떨릴 정도였다.
 이런 식으로 손님을 무시하는 가게는 절대 용서할 수 없다.
 """
+# Movie reviews (NSMC style): praise that cries, and a complaint — reviews, not stories.
+REVIEWS_KO = """정말 감동적인 영화였어요 마지막 장면에서 펑펑 울었습니다.
+배우들 연기가 최고였고 음악도 너무 좋았어요.
+올해 본 영화 중에 최고입니다 강력 추천해요.
+눈물 없이는 볼 수 없는 명작이네요 또 보고 싶어요.
+"""
+COMPLAINT_KO = """돈 아깝고 시간 아까운 최악의 영화.
+스토리도 엉망이고 배우 연기도 어색해서 보다가 잠들었네요.
+이런 영화에 평점 주는 사람들 이해가 안 됨 비추.
+"""
 FEAR_KO = """한밤중에 갑자기 집 안의 불이 모두 꺼졌다.
 아무도 없어야 할 거실에서 누군가의 발소리가 천천히 들려왔다.
 나는 너무 무서워서 숨도 제대로 쉴 수 없었다.
@@ -95,6 +106,8 @@ def analyzer() -> Analyzer:
 def readings(analyzer: Analyzer) -> dict[str, Analysis]:
     names = ["story_en", "happy_en", "angry_en", "fear_en", "sad_ko", "happy_ko", "angry_ko", "fear_ko"]
     texts = [STORY_EN, HAPPY_EN, ANGRY_EN, FEAR_EN, SAD_KO, HAPPY_KO, ANGRY_KO, FEAR_KO]
+    names += ["reviews_ko", "complaint_ko"]
+    texts += [REVIEWS_KO, COMPLAINT_KO]
     return dict(zip(names, analyzer.analyze_batch(texts), strict=True))
 
 
@@ -103,7 +116,7 @@ def test_the_issue_story_is_sad_slow_and_minor(readings: dict[str, Analysis]) ->
     assert story.language == "en"
     assert story.emotion["label"] in SAD_FAMILY
     assert story.valence < 0 and story.mode == "minor"
-    assert story.bpm <= 90
+    assert story.bpm <= 84 and story.tempo == "Slow"
     assert "Sad" in story.moods
 
 
@@ -147,6 +160,14 @@ def test_sad_documents_are_slower_than_happy_ones(readings: dict[str, Analysis])
     assert readings["sad_ko"].bpm + 10 <= readings["happy_ko"].bpm
 
 
+def test_korean_reviews_read_by_their_sentiment(readings: dict[str, Analysis]) -> None:
+    # "울었습니다" (I cried) is praise in a review: the review's register lets the sentiment head in
+    praise, complaint = readings["reviews_ko"], readings["complaint_ko"]
+    assert praise.valence > 0 and praise.mode == "major", praise.reasons
+    assert complaint.valence < 0 and complaint.mode == "minor", complaint.reasons
+    assert any(r.startswith("review sentiment") for r in praise.reasons)
+
+
 def test_analysis_with_quotes_pickles(readings: dict[str, Analysis]) -> None:
     story = readings["story_en"]
     again = pickle.loads(pickle.dumps(story))
@@ -174,6 +195,28 @@ def test_a_few_emotional_sentences_outweigh_many_neutral_ones() -> None:
     assert float(emo.mean(axis=0)[EKMAN_LABELS.index("neutral")]) > 0.4
     assert mood.label == "sadness" and mood.valence < 0
     assert mood.quotes == ["I cried all night.", "He is gone."]
+
+
+def _head_with_register(literary_logit: float) -> DocumentHead:
+    register = np.zeros(513, dtype=np.float32)
+    register[-1] = literary_logit  # bias only: every sentence reads this literary
+    n = len(EKMAN_LABELS)
+    return DocumentHead(np.eye(n, 512, dtype=np.float32), register, np.zeros((n, 52), np.float32), np.zeros(n, np.float32))
+
+
+def test_review_sentiment_counts_only_as_far_as_korean_text_reads_like_a_comment() -> None:
+    emo = np.stack([_probs("sadness", 0.8)] * 4)  # "I cried ..." read as sadness
+    va = np.full((4, 2), -0.3, dtype=np.float32)
+    emb = np.zeros((4, 512), np.float32)
+    praise = np.full(4, 0.95, dtype=np.float32)
+    sentences = ["a.", "b.", "c.", "d."]
+    review = read_mood(sentences, emo, va, emb, "ko", head=_head_with_register(-20.0), sentiment=praise)
+    story = read_mood(sentences, emo, va, emb, "ko", head=_head_with_register(20.0), sentiment=praise)
+    english = read_mood(sentences, emo, va, emb, "en", head=_head_with_register(-20.0), sentiment=praise)
+    plain = read_mood(sentences, emo, va, emb, "ko", head=_head_with_register(-20.0))
+    assert review.review_sentiment is not None and review.valence > plain.valence
+    assert story.valence == pytest.approx(plain.valence, abs=1e-6) and story.valence < 0
+    assert english.review_sentiment is None
 
 
 def test_neutral_documents_quote_their_strongest_valence() -> None:

@@ -438,19 +438,24 @@ class TextModels:
                 # The regressor sees Korean only through the multilingual embedding and was fitted
                 # mostly on English EmoBank; blend in the valence/arousal implied by the Korean
                 # emotion head (probabilities × the reviewed Ekman centres in labels.EKMAN_VA).
-                # The NSMC sentiment head is not used: in movie reviews "I cried" is praise.
+                # The NSMC sentiment head is not used here: in movie reviews "I cried" is praise.
+                # (engine.text.mood lets it into a document's valence as far as the text reads
+                # like a comment rather than prose.)
                 probs = self.emotion_probabilities(group, ["ko"] * len(group), group_emb)
                 out[idx] = (1.0 - KO_EMOTION_VA_WEIGHT) * out[idx] + KO_EMOTION_VA_WEIGHT * (
                     probs @ _EKMAN_VA_MATRIX
                 )
         return np.clip(out, -1.0, 1.0)
 
-    def sentiment(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> np.ndarray:
+    def sentiment(
+        self, texts: Sequence[str], langs: Sequence[str] | None = None, embeddings: np.ndarray | None = None
+    ) -> np.ndarray:
         """(n,) probability that each text is positive (trained on Korean movie reviews)."""
         texts = list(texts)
         out = np.zeros(len(texts), dtype=np.float32)
         for head_name, idx in self._route("sentiment", texts, langs):
-            out[idx] = self._run(head_name, [texts[i] for i in idx]).reshape(-1)
+            group_emb = None if embeddings is None else embeddings[idx]
+            out[idx] = self._run(head_name, [texts[i] for i in idx], group_emb).reshape(-1)
         return out
 
 

@@ -15,7 +15,11 @@ So, per document:
    Without the head file the weighted mean stands in;
 3. valence/arousal: the weighted mean of the regression heads, stretched onto the mood plane and
    blended with the point the document's emotion probabilities imply (``to_mood_plane``);
-4. the sentences that weigh most for the chosen feeling are kept to quote in the reasons.
+4. Korean only: as far as the text reads like an online comment rather than prose (1 − the
+   register head's literary share), its valence leans toward the review-sentiment head (NSMC):
+   in reviews the sentiment head reads praise and complaint best, while in a story "I cried" is
+   grief, not praise (``REVIEW_SENTIMENT_SHARE``);
+5. the sentences that weigh most for the chosen feeling are kept to quote in the reasons.
 """
 
 from __future__ import annotations
@@ -41,6 +45,12 @@ PROTOTYPE_SCALE = 5.0  # cosines are small (±0.3); scaled to the range of the l
 QUOTE_CHARS = 70  # a quoted sentence in the reasons is cut to this length
 QUOTES = 2
 HEAD_VA_SHARE = 0.5  # the emotions' point on the plane: head and pooled probabilities, half each
+# Korean valence: share of the review-sentiment head at a fully comment-like register (times
+# 1 − literary share). On the "tune" Korean review documents 0 / 0.3 / 0.5 / 0.7 / 1.0 gave valence
+# sign 0.783 / 0.867 / 0.908 / 0.942 / 0.983; 0.7 keeps the sad Korean story's valence at −0.12
+# (1.0: −0.09) — stories read 0.6–0.85 literary, reviews 0.12–0.69 (median 0.41).
+REVIEW_SENTIMENT_SHARE = 0.7
+REVIEW_SENTIMENT_LANGUAGES = ("ko",)
 # where document_features puts the cosines of the (salience-weighted) document to the prototypes
 PROTOTYPE_COLUMNS = slice(3 * len(EKMAN_LABELS), 4 * len(EKMAN_LABELS))
 
@@ -91,6 +101,8 @@ class DocumentMood:
     arousal: float
     model_va: tuple[float, float]  # pooled regression output, before stretching and blending
     quotes: list[str]  # the sentences that carried the chosen feeling, shortened
+    # Korean: (share of the review-sentiment head in the valence, its salience-weighted P(positive))
+    review_sentiment: tuple[float, float] | None = None
 
 
 @lru_cache(maxsize=4)
@@ -226,8 +238,13 @@ def read_mood(
     *,
     gain: tuple[float, float] | None = None,
     head: DocumentHead | None = None,
+    sentiment: np.ndarray | None = None,
 ) -> DocumentMood:
-    """One document's mood from its sentences' head outputs (rows in document order)."""
+    """One document's mood from its sentences' head outputs (rows in document order).
+
+    ``sentiment``: the review-sentiment head's P(positive) per sentence, used for the languages in
+    REVIEW_SENTIMENT_LANGUAGES (step 4 of the module docstring); needs the head's register.
+    """
     weights = salience_weights(emotion_probs)
     pooled = probs = weights @ emotion_probs
     share = head.share(language) if head is not None else 0.0
@@ -244,6 +261,12 @@ def read_mood(
     # the point on the plane implied by the emotions: from the head's and the pooled probabilities
     implied = dict(zip(EKMAN_LABELS, (HEAD_VA_SHARE * probs + (1 - HEAD_VA_SHARE) * pooled).tolist(), strict=True))
     valence, arousal = to_mood_plane(model_v, model_a, implied, language, gain=gain)
+    review = None
+    if sentiment is not None and head is not None and language in REVIEW_SENTIMENT_LANGUAGES:
+        share_r = REVIEW_SENTIMENT_SHARE * (1.0 - literary_share(embeddings, head.register))
+        positive = float(weights @ np.asarray(sentiment, dtype=np.float32))
+        valence = float(np.clip((1.0 - share_r) * valence + share_r * (2.0 * positive - 1.0), -1.0, 1.0))
+        review = (share_r, positive)
     return DocumentMood(
         scores=scores,
         label=label,
@@ -251,6 +274,7 @@ def read_mood(
         arousal=arousal,
         model_va=(model_v, model_a),
         quotes=carrying_sentences(sentences, emotion_probs, va, weights, label),
+        review_sentiment=review,
     )
 
 
