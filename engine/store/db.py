@@ -247,6 +247,19 @@ class StoreBase:
         return self._db
 
     @contextlib.contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """The store's connection under its lock, for a front end's own tables in the same file
+        (autocommit: each statement is its own transaction; use ``transaction()`` for several)."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("the store is closed")
+            yield self._conn
+
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One IMMEDIATE transaction on the store's connection (a front end's multi-statement writes)."""
+        return self._tx()
+
+    @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction under the lock (writers from other processes wait)."""
         with self._lock:
