@@ -29,7 +29,6 @@ def new_job_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-
 @dataclass(frozen=True)
 class Requester:
     """Who asked, and where (ids as strings; a DM has no guild)."""
