@@ -77,7 +77,13 @@ def test_ledger_schema_is_its_own_and_opening_twice_applies_nothing(store: Store
     assert {"discord_deliveries", "discord_schema_migrations"} <= tables
     assert store.schema_version == available_migrations()[-1].version  # the engine's count is untouched
     jobs_columns = {c.name for c in store.db["jobs"].columns}
-    assert not jobs_columns & {"channel_id", "interaction_id", "interaction_token", "message_id", "claimed_at"}
+    assert not jobs_columns & {
+        "channel_id",
+        "interaction_id",
+        "interaction_token",
+        "message_id",
+        "claimed_at",
+    }
 
 
 def test_job_joins_the_engine_record_with_where_it_is_answered(store: Store, ledger: DeliveryLedger) -> None:
@@ -172,7 +178,11 @@ def test_delivery_release_and_mark(store: Store, ledger: DeliveryLedger) -> None
 def test_a_failed_job_is_pending_but_only_recent_done_jobs_are_reposted(store: Store) -> None:
     clock = Clock()
     ledger = DeliveryLedger.open(store, clock=clock)
-    old, failed, cli = new_job(store, ledger, channel_id=6), new_job(store, ledger, channel_id=6), new_job(store)
+    old, failed, cli = (
+        new_job(store, ledger, channel_id=6),
+        new_job(store, ledger, channel_id=6),
+        new_job(store),
+    )
     store.mark_done(old.id)
     store.mark_failed(failed.id, "crashed")
     store.mark_done(cli.id)  # no ledger row: not the bot's to post
