@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from bot.delivery.ledger import DeliveryLedger
 from engine.jobs import EngineConfig, JobCancelled, JobEngine, JobFailed, JobRequest
 from engine.spec import MusicSpec
 from engine.store import Store
@@ -110,10 +111,11 @@ async def first(handle, kinds=("progress",)) -> None:
 
 
 def deliver(store: Store, job_id: str, tracks) -> bool:
-    """The bot's path in miniature: store the tracks, then post only behind the delivery claim."""
+    """The bot's path in miniature: store the tracks, then post only behind its ledger's claim."""
     for n, track in enumerate(tracks):
         store.add_track(job_id, track, fmt="wav", index=n)
-    return store.claim_delivery(job_id)
+    store.mark_done(job_id)
+    return DeliveryLedger.open(store).claim_delivery(job_id)
 
 
 @pytest.fixture
@@ -184,6 +186,7 @@ async def test_killed_worker_batch_finishes_on_the_other_stored_and_posted_once(
     async with cluster.engine() as engine:
         handle = await engine.submit(JobRequest(user_id="a", spec=spec("victim"), job_id="victim-1"))
         store.create_job(user_id="a", request={"spec": spec("victim")}, job_id="victim-1")
+        DeliveryLedger.open(store).record("victim-1", user_id="a", channel_id=6)  # as the bot does first
         await first(handle)
         owner = await cluster.owner_of_running_batch()
         cluster.procs[owner].kill()  # kill -9 mid-batch
@@ -192,7 +195,7 @@ async def test_killed_worker_batch_finishes_on_the_other_stored_and_posted_once(
         await asyncio.sleep(0.3)
     calls = cluster.calls("victim")
     assert len(calls) == 2 and calls[0]["pid"] != calls[1]["pid"]  # started on one, finished on the other
-    assert posted and not store.claim_delivery("victim-1")
+    assert posted and not DeliveryLedger.open(store).claim_delivery("victim-1")
     assert len(store.tracks_of_job("victim-1")) == 1
     assert [r["kind"] for r in await cluster.results_for("victim-1")] == ["done"]
     assert await cluster.redis.xlen(f"{cluster.prefix}:dead") == 0
