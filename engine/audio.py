@@ -401,9 +401,7 @@ def _kbps(bitrate: str) -> int:
     return int(str(bitrate).lower().rstrip("k"))
 
 
-def encode_to_fit(
-    track: Track, fmt: str = "mp3", max_bytes: int = DEFAULT_MAX_BYTES
-) -> tuple[bytes, str]:
+def encode_to_fit(track: Track, fmt: str = "mp3", max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[bytes, str]:
     """Encode at the highest bitrate whose file is at most ``max_bytes``; returns (data, bitrate)."""
     fmt = _check_format(fmt)
     limit_mb = max_bytes / (1024 * 1024)

@@ -267,3 +267,23 @@ def test_track_rows_survive_the_jobs_table_change(tmp_path: Path) -> None:
     with Store.open(path) as store:
         assert [t.id for t in store.tracks_of_job(job.id)] == [rec.id]
         assert store.load_track(rec.id).audio.shape == (1, 3200)
+
+
+def test_job_kind_is_a_label_the_front_end_chooses(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with Store.open(path, migrate_to=2) as old:
+        with pytest.raises(sqlite3.IntegrityError):  # the old schema only took the bot's button names
+            old.db.conn.execute(
+                "INSERT INTO jobs (id, kind, request, user_id, created_at, updated_at) "
+                "VALUES ('x', 'retake', '{}', '1', 1, 1)"
+            )
+    with Store.open(path) as store:
+        job = store.create_job(user_id="1", request=spec_to_request(SPEC), kind="retake")
+        assert store.get_job(job.id).kind == "retake"
+        for bad in ("", "Regenerate", "x" * 40, "a b", "kind;drop"):
+            with pytest.raises(ValueError, match="kind"):
+                store.create_job(user_id="1", request=spec_to_request(SPEC), kind=bad)
+        # the rebuilt jobs table is still the parent of tracks, with foreign keys back on
+        assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        (fk,) = store.db.execute("PRAGMA foreign_key_list(tracks)").fetchall()
+        assert fk[2] == "jobs"

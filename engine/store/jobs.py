@@ -11,7 +11,7 @@ from engine.spec import MusicSpec
 from engine.store.db import StoreBase
 from engine.store.records import (
     FINISHED_STATES,
-    JOB_KINDS,
+    JOB_KIND,
     JOB_STATES,
     JobRecord,
     as_id,
@@ -34,8 +34,8 @@ class JobsMixin(StoreBase):
         job_id: str | None = None,
     ) -> JobRecord:
         """Record a new queued job. ``request`` must be JSON-able (MusicSpec values are converted)."""
-        if kind not in JOB_KINDS:
-            raise ValueError(f"job kind must be one of {JOB_KINDS}, got {kind!r}")
+        if not isinstance(kind, str) or not JOB_KIND.fullmatch(kind):
+            raise ValueError(f"job kind must be a short lowercase label, got {kind!r}")
         request = dict(request)
         if isinstance(request.get("spec"), MusicSpec):
             request["spec"] = spec_to_dict(request["spec"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,8 @@ import numpy as np
 from engine.errors import TexTuneSError, UserInputError
 from engine.spec import MusicSpec
 
-JOB_KINDS = ("bgm", "text", "regenerate", "variation", "extend", "edit")
+# a job's kind is a label its front end chooses ("bgm", "text", a button's name...): only its shape counts
+JOB_KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED_STATES = ("done", "failed", "cancelled")
 CATEGORY_KINDS = ("genres", "moods", "instruments", "keywords")
