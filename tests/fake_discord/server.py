@@ -40,9 +40,7 @@ def _now_iso() -> str:
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     # discord.py parses a body only when Content-Type is exactly application/json (no charset)
     return web.Response(
-        body=json.dumps(data).encode(),
-        status=status,
-        headers={"Content-Type": "application/json", **(headers or {})},
+        body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json", **(headers or {})}
     )
 
 
@@ -196,9 +194,7 @@ class FakeInteraction:
         return None if self.callback_at is None else self.callback_at - self.sent_at
 
     async def wait_callback(self, timeout: float = 5.0) -> dict:
-        await self.fake.wait_until(
-            lambda: self.callback is not None, timeout, f"callback for interaction {self.id}"
-        )
+        await self.fake.wait_until(lambda: self.callback is not None, timeout, f"callback for interaction {self.id}")
         assert self.callback is not None
         return self.callback
 
@@ -269,9 +265,7 @@ class FakeDiscord:
         self.messages: dict[int, StoredMessage] = {}
         self.interactions: dict[int, FakeInteraction] = {}
         self._by_token: dict[str, FakeInteraction] = {}
-        self.uploads: dict[
-            int, StoredAttachment
-        ] = {}  # attachments users "uploaded" (served at /attachments)
+        self.uploads: dict[int, StoredAttachment] = {}  # attachments users "uploaded" (served at /attachments)
         self.synced_commands: dict[int | None, list[dict]] = {}
         self.identify_payloads: list[dict] = []
         self._sockets: list[tuple[web.WebSocketResponse, itertools.count]] = []
@@ -293,13 +287,7 @@ class FakeDiscord:
         return next(self._ids)
 
     def _user(self, name: str) -> dict:
-        return {
-            "id": str(self.new_id()),
-            "username": name,
-            "discriminator": "0",
-            "global_name": name.title(),
-            "avatar": None,
-        }
+        return {"id": str(self.new_id()), "username": name, "discriminator": "0", "global_name": name.title(), "avatar": None}
 
     def user(self, name: str) -> dict:
         return self.users[name]
@@ -334,9 +322,7 @@ class FakeDiscord:
         app.router.add_get(api + "/channels/{cid}/messages", self._channel_history)
         app.router.add_post(api + "/users/@me/channels", self._open_dm)
         app.router.add_route("*", api + "/channels/{cid}/messages/{mid}", self._channel_message)
-        app.router.add_route(
-            "*", api + "/channels/{cid}/messages/{mid}/reactions/{emoji}/{who}", self._reaction
-        )
+        app.router.add_route("*", api + "/channels/{cid}/messages/{mid}/reactions/{emoji}/{who}", self._reaction)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)  # URLs carry tokens
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -363,9 +349,7 @@ class FakeDiscord:
         async with self._changed:
             self._changed.notify_all()
 
-    async def wait_until(
-        self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
-    ) -> None:
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
         async def waiter() -> None:
             async with self._changed:
                 await self._changed.wait_for(predicate)
@@ -384,32 +368,16 @@ class FakeDiscord:
         return [m for m in self.messages.values() if m.channel_id == cid and m.webhook_id is None]
 
     # --------------------------------------------------------- fault injection
-    def fail_next(
-        self,
-        method: str,
-        path_pattern: str,
-        *,
-        status: int = 503,
-        times: int = 1,
-        retry_after: float = 0.05,
-        files_only: bool = False,
-        body: dict | None = None,
-    ):
+    def fail_next(self, method: str, path_pattern: str, *, status: int = 503, times: int = 1, retry_after: float = 0.05,
+                  files_only: bool = False, body: dict | None = None):
         """The next ``times`` matching requests answer ``status`` (429 carries ``retry_after``).
 
         ``files_only``: only requests that upload files (multipart), e.g. the final track post and not
         the progress edits to the same message. ``body``: the JSON error body (Discord's code/message).
         """
         self._failures.append(
-            {
-                "method": method,
-                "rx": re.compile(path_pattern),
-                "status": status,
-                "left": times,
-                "retry_after": retry_after,
-                "files_only": files_only,
-                "body": body,
-            }
+            {"method": method, "rx": re.compile(path_pattern), "status": status, "left": times, "retry_after": retry_after,
+             "files_only": files_only, "body": body}
         )
 
     def stall_next(
@@ -434,9 +402,7 @@ class FakeDiscord:
             return stall
         return None
 
-    async def _hold(
-        self, stall: Stall, request: web.Request, rec: RecordedRequest, handler
-    ) -> web.StreamResponse:
+    async def _hold(self, stall: Stall, request: web.Request, rec: RecordedRequest, handler) -> web.StreamResponse:
         stall.held.append(rec)
         request["record"] = rec
         if stall.deliver:
@@ -458,11 +424,7 @@ class FakeDiscord:
         if stall is not None:
             return await self._hold(stall, request, rec, handler)
         for failure in self._failures:
-            if (
-                failure["left"] > 0
-                and failure["method"] == request.method
-                and failure["rx"].search(request.path)
-            ):
+            if failure["left"] > 0 and failure["method"] == request.method and failure["rx"].search(request.path):
                 if failure.get("files_only") and not request.content_type.startswith("multipart/"):
                     continue
                 failure["left"] -= 1
@@ -470,15 +432,9 @@ class FakeDiscord:
                 await request.read()
                 if failure["status"] == 429:
                     # discord.py retries a 429 only when it came through Discord's proxy (``Via``)
-                    body = {
-                        "message": "You are being rate limited.",
-                        "retry_after": failure["retry_after"],
-                        "global": False,
-                    }
+                    body = {"message": "You are being rate limited.", "retry_after": failure["retry_after"], "global": False}
                     return _json(body, 429, {"Via": "1.1 google", "Retry-After": str(failure["retry_after"])})
-                return _json(
-                    failure.get("body") or {"message": "Internal Server Error", "code": 0}, failure["status"]
-                )
+                return _json(failure.get("body") or {"message": "Internal Server Error", "code": 0}, failure["status"])
         request["record"] = rec
         response = await handler(request)
         rec.status = response.status
@@ -509,9 +465,7 @@ class FakeDiscord:
         guild = request.match_info.get("guild")
         stored = []
         for cmd in body:
-            stored.append(
-                {**cmd, "id": str(self.new_id()), "application_id": str(self.application_id), "version": "1"}
-            )
+            stored.append({**cmd, "id": str(self.new_id()), "application_id": str(self.application_id), "version": "1"})
             if guild:
                 stored[-1]["guild_id"] = guild
         self.synced_commands[int(guild) if guild else None] = stored
@@ -532,14 +486,7 @@ class FakeDiscord:
                 if part.name == "payload_json":
                     payload = json.loads(data)
                 else:
-                    files.append(
-                        (
-                            part.name or "",
-                            part.filename or "file",
-                            bytes(data),
-                            part.headers.get("Content-Type"),
-                        )
-                    )
+                    files.append((part.name or "", part.filename or "file", bytes(data), part.headers.get("Content-Type")))
         else:
             raw = await request.read()
             payload = json.loads(raw) if raw else {}
@@ -548,9 +495,7 @@ class FakeDiscord:
         rec.files = [(n, fn, d) for n, fn, d, _ in files]
         return payload, files
 
-    def _apply(
-        self, msg: StoredMessage, payload: dict, files: list[tuple[str, str, bytes, str | None]]
-    ) -> None:
+    def _apply(self, msg: StoredMessage, payload: dict, files: list[tuple[str, str, bytes, str | None]]) -> None:
         msg.edits.append(payload)
         if "content" in payload:
             msg.content = payload["content"] or ""
@@ -580,9 +525,7 @@ class FakeDiscord:
         msg.flags &= ~LOADING  # any edit ends the "thinking…" state
 
     def _new_message(self, channel_id: int, **kw) -> StoredMessage:
-        msg = StoredMessage(
-            id=self.new_id(), channel_id=channel_id, guild_id=self.guild_id, author=self.bot_user, **kw
-        )
+        msg = StoredMessage(id=self.new_id(), channel_id=channel_id, guild_id=self.guild_id, author=self.bot_user, **kw)
         self.messages[msg.id] = msg
         return msg
 
@@ -607,19 +550,14 @@ class FakeDiscord:
         channel_id = int(inter.payload["channel_id"])
         if ctype in (4, 5):
             flags = int(data.get("flags") or 0) | (LOADING if ctype == 5 else 0)
-            msg = self._new_message(
-                channel_id, webhook_id=self.application_id, interaction_id=inter.id, flags=flags
-            )
+            msg = self._new_message(channel_id, webhook_id=self.application_id, interaction_id=inter.id, flags=flags)
             if ctype == 4:
                 self._apply(msg, data, files)
                 msg.flags = flags
             inter.original_id = msg.id
             resource["message"] = msg.to_payload(self.base_url)
-            reply.update(
-                response_message_id=str(msg.id),
-                response_message_loading=ctype == 5,
-                response_message_ephemeral=bool(flags & EPHEMERAL),
-            )
+            reply.update(response_message_id=str(msg.id), response_message_loading=ctype == 5,
+                         response_message_ephemeral=bool(flags & EPHEMERAL))
             await self._echo("MESSAGE_CREATE", msg)
         elif ctype == 7 and "message" in inter.payload:
             msg = self.messages[int(inter.payload["message"]["id"])]
@@ -636,16 +574,10 @@ class FakeDiscord:
             await request.read()
             return gone
         body, files = await self._read_body(request)
-        if (
-            refused := self._refusal(int(inter.payload["channel_id"]), files, creating=True, webhook=True)
-        ) is not None:
+        if (refused := self._refusal(int(inter.payload["channel_id"]), files, creating=True, webhook=True)) is not None:
             return refused
-        msg = self._new_message(
-            int(inter.payload["channel_id"]),
-            webhook_id=self.application_id,
-            interaction_id=inter.id,
-            flags=int(body.get("flags") or 0),
-        )
+        msg = self._new_message(int(inter.payload["channel_id"]), webhook_id=self.application_id,
+                                interaction_id=inter.id, flags=int(body.get("flags") or 0))
         self._apply(msg, body, files)
         msg.flags = int(body.get("flags") or 0)
         inter.followup_ids.append(msg.id)
@@ -683,9 +615,7 @@ class FakeDiscord:
         body, files = await self._read_body(request)
         if (refused := self._refusal(int(request.match_info["cid"]), files, creating=True)) is not None:
             return refused
-        msg = self._new_message(
-            int(request.match_info["cid"]), message_reference=body.get("message_reference")
-        )
+        msg = self._new_message(int(request.match_info["cid"]), message_reference=body.get("message_reference"))
         if msg.channel_id in self.dm_channels.values():
             msg.guild_id = None
         self._apply(msg, body, files)
@@ -764,9 +694,7 @@ class FakeDiscord:
                     break
         if att is None:
             return _json({"message": "Not found"}, 404)
-        return web.Response(
-            body=att.data, headers={"Content-Type": att.content_type or "application/octet-stream"}
-        )
+        return web.Response(body=att.data, headers={"Content-Type": att.content_type or "application/octet-stream"})
 
     # --------------------------------------------------------------- gateway
     def _guild_payload(self) -> dict:
@@ -777,31 +705,12 @@ class FakeDiscord:
             "icon": None,
             "owner_id": str(self.owner_user["id"]),
             "features": [],
-            "roles": [
-                {
-                    "id": str(self.guild_id),
-                    "name": "@everyone",
-                    "permissions": str(MEMBER_PERMISSIONS),
-                    "position": 0,
-                    "color": 0,
-                    "hoist": False,
-                    "managed": False,
-                    "mentionable": False,
-                    "flags": 0,
-                }
-            ],
+            "roles": [{"id": str(self.guild_id), "name": "@everyone", "permissions": str(MEMBER_PERMISSIONS),
+                       "position": 0, "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}],
             "emojis": [],
             "stickers": [],
-            "channels": [
-                {
-                    "id": str(self.channel_id),
-                    "type": 0,
-                    "name": "music",
-                    "position": 0,
-                    "permission_overwrites": self._overwrites(self.channel_id),
-                    "guild_id": str(self.guild_id),
-                }
-            ],
+            "channels": [{"id": str(self.channel_id), "type": 0, "name": "music", "position": 0,
+                          "permission_overwrites": self._overwrites(self.channel_id), "guild_id": str(self.guild_id)}],
             "threads": [],
             "members": members,
             "member_count": len(members),  # equal to the members sent, so discord.py does not chunk
@@ -822,17 +731,8 @@ class FakeDiscord:
 
     def _member(self, user: dict) -> dict:
         perms = ALL_PERMISSIONS if int(user["id"]) in self.admins else MEMBER_PERMISSIONS
-        return {
-            "user": user,
-            "roles": [],
-            "joined_at": _now_iso(),
-            "deaf": False,
-            "mute": False,
-            "flags": 0,
-            "pending": False,
-            "nick": None,
-            "permissions": str(perms),
-        }
+        return {"user": user, "roles": [], "joined_at": _now_iso(), "deaf": False, "mute": False, "flags": 0,
+                "pending": False, "nick": None, "permissions": str(perms)}
 
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -880,41 +780,26 @@ class FakeDiscord:
                 await self._send(ws, seq, event, data)
 
     async def wait_connected(self, count: int = 1, timeout: float = 10.0) -> None:
-        await self.wait_until(
-            lambda: len(self.identify_payloads) >= count and bool(self._sockets),
-            timeout,
-            "the bot to IDENTIFY",
-        )
+        await self.wait_until(lambda: len(self.identify_payloads) >= count and bool(self._sockets), timeout,
+                              "the bot to IDENTIFY")
 
     # ------------------------------------------------------ driving the bot
-    def add_attachment(
-        self, filename: str, data: bytes, content_type: str | None = None, size: int | None = None
-    ) -> dict:
+    def add_attachment(self, filename: str, data: bytes, content_type: str | None = None, size: int | None = None) -> dict:
         """A file a user attached to a command; ``size`` may claim more than ``len(data)``."""
         att = StoredAttachment(self.new_id(), filename, data, content_type)
         self.uploads[att.id] = att
         url = f"{self.base_url}/attachments/{self.channel_id}/{att.id}/{filename}"
-        payload = {
-            "id": str(att.id),
-            "filename": filename,
-            "size": size if size is not None else len(data),
-            "url": url,
-            "proxy_url": url,
-        }
+        payload = {"id": str(att.id), "filename": filename, "size": size if size is not None else len(data),
+                   "url": url, "proxy_url": url}
         if content_type:
             payload["content_type"] = content_type
         return payload
 
     def attachment_downloads(self, attachment: dict) -> list[RecordedRequest]:
-        return [
-            r
-            for r in self.requests
-            if r.method == "GET" and r.path.startswith("/attachments/") and f"/{attachment['id']}/" in r.path
-        ]
+        return [r for r in self.requests if r.method == "GET" and r.path.startswith("/attachments/")
+                and f"/{attachment['id']}/" in r.path]
 
-    def _interaction_payload(
-        self, itype: int, data: dict, user: str, message: StoredMessage | None = None
-    ) -> dict:
+    def _interaction_payload(self, itype: int, data: dict, user: str, message: StoredMessage | None = None) -> dict:
         iid = self.new_id()
         payload = {
             "id": str(iid),
@@ -924,12 +809,7 @@ class FakeDiscord:
             "guild_id": str(self.guild_id),
             "guild": {"id": str(self.guild_id), "locale": "ko", "features": []},
             "channel_id": str(self.channel_id),
-            "channel": {
-                "id": str(self.channel_id),
-                "type": 0,
-                "guild_id": str(self.guild_id),
-                "name": "music",
-            },
+            "channel": {"id": str(self.channel_id), "type": 0, "guild_id": str(self.guild_id), "name": "music"},
             "member": self._member(self.users[user]),
             "token": f"itoken-{iid}",
             "version": 1,
@@ -967,9 +847,7 @@ class FakeDiscord:
             out.append(opt)
         return out, resolved
 
-    async def slash(
-        self, name: str, options: dict[str, Any] | None = None, *, user: str = "alice"
-    ) -> FakeInteraction:
+    async def slash(self, name: str, options: dict[str, Any] | None = None, *, user: str = "alice") -> FakeInteraction:
         opts, resolved = self._options(options or {})
         data = {"id": str(self.new_id()), "name": name, "type": 1, "options": opts}
         if resolved:
@@ -991,26 +869,14 @@ class FakeDiscord:
         return await self._inject(self._interaction_payload(3, data, user, message))
 
     async def submit_modal(
-        self,
-        custom_id: str,
-        values: dict[str, str],
-        *,
-        user: str = "alice",
-        message: StoredMessage | None = None,
+        self, custom_id: str, values: dict[str, str], *, user: str = "alice", message: StoredMessage | None = None
     ) -> FakeInteraction:
-        rows = [
-            {"type": 1, "components": [{"type": 4, "custom_id": k, "value": v}]} for k, v in values.items()
-        ]
+        rows = [{"type": 1, "components": [{"type": 4, "custom_id": k, "value": v}]} for k, v in values.items()]
         data = {"custom_id": custom_id, "components": rows}
         return await self._inject(self._interaction_payload(5, data, user, message))
 
-    async def react(
-        self,
-        message: StoredMessage,
-        emoji: str = "\N{CLOCKWISE RIGHTWARDS AND LEFTWARDS OPEN CIRCLE ARROWS}",
-        *,
-        user: str = "alice",
-    ) -> None:
+    async def react(self, message: StoredMessage, emoji: str = "\N{CLOCKWISE RIGHTWARDS AND LEFTWARDS OPEN CIRCLE ARROWS}",
+                    *, user: str = "alice") -> None:
         user_payload = self.users[user]
         await self.dispatch(
             "MESSAGE_REACTION_ADD",
@@ -1029,12 +895,8 @@ class FakeDiscord:
         )
 
     # ------------------------------------------- permissions, expired tokens, DMs, upload size
-    _PERMISSION_BITS = {
-        "send_messages": 1 << 11,
-        "embed_links": 1 << 14,
-        "attach_files": 1 << 15,
-        "read_message_history": 1 << 16,
-    }
+    _PERMISSION_BITS = {"send_messages": 1 << 11, "embed_links": 1 << 14, "attach_files": 1 << 15,
+                        "read_message_history": 1 << 16}
 
     def _overwrites(self, channel_id: int) -> list[dict]:
         bits = sum(self._PERMISSION_BITS[p] for p in self.denied.get(channel_id, ()))
@@ -1042,9 +904,8 @@ class FakeDiscord:
             return []
         return [{"id": str(self.application_id), "type": 1, "allow": "0", "deny": str(bits)}]
 
-    async def deny_permission(
-        self, permission: str, *, channel_id: int | None = None, interactions: bool = False
-    ) -> None:
+    async def deny_permission(self, permission: str, *, channel_id: int | None = None,
+                              interactions: bool = False) -> None:
         """Take ``permission`` ("send_messages", "attach_files", ...) from the bot in a channel.
 
         New messages (``send_messages``) or uploads (``attach_files``) there answer 403 code 50013
@@ -1059,17 +920,9 @@ class FakeDiscord:
         if interactions:
             self._denied_in_interactions.add(cid)
         if cid == self.channel_id:
-            await self.dispatch(
-                "CHANNEL_UPDATE",
-                {
-                    "id": str(cid),
-                    "type": 0,
-                    "name": "music",
-                    "position": 0,
-                    "guild_id": str(self.guild_id),
-                    "permission_overwrites": self._overwrites(cid),
-                },
-            )
+            await self.dispatch("CHANNEL_UPDATE", {
+                "id": str(cid), "type": 0, "name": "music", "position": 0, "guild_id": str(self.guild_id),
+                "permission_overwrites": self._overwrites(cid)})
 
     def expire_interaction(self, inter: FakeInteraction, status: int = 404) -> None:
         """The interaction's webhook stops working, as after Discord's 15 minutes: follow-ups and edits
@@ -1094,13 +947,9 @@ class FakeDiscord:
         cid = self.dm_channels.get(self.users[name]["id"])
         return [m for m in self.messages.values() if cid is not None and m.channel_id == cid]
 
-    def _refusal(
-        self, channel_id: int, files: list, *, creating: bool, webhook: bool = False
-    ) -> web.Response | None:
+    def _refusal(self, channel_id: int, files: list, *, creating: bool, webhook: bool = False) -> web.Response | None:
         """Discord's answer when the bot may not post this here, else None."""
-        if creating and any(
-            cid == channel_id and uid in self._dms_blocked for uid, cid in self.dm_channels.items()
-        ):
+        if creating and any(cid == channel_id and uid in self._dms_blocked for uid, cid in self.dm_channels.items()):
             return _json({"message": "Cannot send messages to this user", "code": 50007}, 403)
         denied = self.denied.get(channel_id, set())
         if webhook and channel_id not in self._denied_in_interactions:
