@@ -20,6 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bot.delivery.ledger import DeliveryLedger  # noqa: E402
 from engine.spec import MusicSpec, Track  # noqa: E402
 from engine.store import Store, spec_to_request  # noqa: E402
 
@@ -57,11 +58,14 @@ def main() -> None:
         request = spec_to_request(SPEC, samples=1)
         ids: list[str] = []
 
+        ledger = DeliveryLedger.open(store)  # the bot's delivery table, in the same file
+
         def create() -> None:
             for i in range(args.jobs):
                 ids.append(store.create_job(user_id=i % 50, request=request, guild_id=1).id)
+                ledger.record(ids[-1], user_id=i % 50, guild_id=1, channel_id=2)
 
-        rows.append(("create_job", args.jobs, _timed(create, args.jobs)))
+        rows.append(("create_job + ledger.record", args.jobs, _timed(create, args.jobs)))
         rows.append(("mark_running + mark_done", args.jobs,
                      _timed(lambda: [store.mark_done(store.mark_running(j).id) for j in ids], args.jobs)))  # fmt: skip
 
@@ -69,7 +73,7 @@ def main() -> None:
             wins = []
 
             def worker(chunk: list[str]) -> None:
-                wins.extend(j for j in chunk if store.claim_delivery(j))
+                wins.extend(j for j in chunk if ledger.claim_delivery(j))
 
             threads = [threading.Thread(target=worker, args=(ids,)) for _ in range(8)]
             for t in threads:
@@ -79,7 +83,7 @@ def main() -> None:
             assert len(wins) == len(ids), (len(wins), len(ids))
 
         rows.append(
-            ("claim_delivery (8 racing threads, per job)", args.jobs, _timed(claim_threads, args.jobs))
+            ("ledger.claim_delivery (8 racing threads, per job)", args.jobs, _timed(claim_threads, args.jobs))
         )
         rows.append(("job_spec", args.jobs, _timed(lambda: [store.job_spec(j) for j in ids], args.jobs)))
         # the async face (one store thread) against the default pool, every call awaited at once

@@ -14,6 +14,7 @@ import discord
 from discord.ext import commands
 
 from bot import logs
+from bot.delivery.ledger import DeliveryLedger
 from bot.delivery.recovery import (
     finish_interrupted_delivery,
     follow_resumed,
@@ -58,6 +59,7 @@ class TexTuneSBot(commands.Bot):
         self.sync_only = sync_only
         settings.store_file.parent.mkdir(parents=True, exist_ok=True)
         self.store = Store.open(settings.store_file)
+        self.ledger = DeliveryLedger.open(self.store)  # the bot's own table in the same file
         self.engine = JobEngine(
             engine_config
             or EngineConfig(
@@ -107,13 +109,15 @@ class TexTuneSBot(commands.Bot):
         log.info("engine ready: %s", self.engine.describe())
         # killed while posting (claimed, not delivered): tracks are stored, never regenerate them;
         # look on Discord whether the post landed
-        for job in recovery.claimed_undelivered:
+        for job in await asyncio.to_thread(self.ledger.claimed_undelivered):
             self.spawn(finish_interrupted_delivery(self, job))
-        for job in recovery.undelivered:  # stored, never claimed: post them once
+        for job in await asyncio.to_thread(self.ledger.undelivered):  # stored, never claimed: post once
             self.spawn(post_undelivered(self, job))
-        for job in recovery.gave_up:
-            log.warning("job %s gave up after %s attempts", job.id, job.attempts)
-            self.spawn(report_given_up(self, job))  # the user sees why, once
+        for record in recovery.gave_up:
+            log.warning("job %s gave up after %s attempts", record.id, record.attempts)
+            job = await asyncio.to_thread(self.ledger.job, record.id)
+            if job is not None:
+                self.spawn(report_given_up(self, job))  # the user sees why, once
         for handle in recovery.resumed:  # queued or running: generated again, delivered once
             self.spawn(follow_resumed(self, handle))
 

@@ -25,7 +25,7 @@ from engine.spec import Track
 FORMATS = ("wav", "mp3", "ogg")
 # Highest first; encode_to_fit walks down this ladder.
 BITRATES = ("320k", "256k", "192k", "160k", "128k", "112k", "96k", "80k", "64k", "48k", "32k")
-DISCORD_DEFAULT_LIMIT = 10 * 1024 * 1024  # bytes; the bot passes the guild's real limit
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024  # bytes; a front end passes its real upload limit
 TRUE_PEAK_CEILING_DB = -1.0
 MIN_DURATION = 0.5
 MAX_DURATION = 15 * 60.0
@@ -401,9 +401,7 @@ def _kbps(bitrate: str) -> int:
     return int(str(bitrate).lower().rstrip("k"))
 
 
-def encode_to_fit(
-    track: Track, fmt: str = "mp3", max_bytes: int = DISCORD_DEFAULT_LIMIT
-) -> tuple[bytes, str]:
+def encode_to_fit(track: Track, fmt: str = "mp3", max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[bytes, str]:
     """Encode at the highest bitrate whose file is at most ``max_bytes``; returns (data, bitrate)."""
     fmt = _check_format(fmt)
     limit_mb = max_bytes / (1024 * 1024)

@@ -9,6 +9,8 @@ replay to late subscribers, as ``engine.jobs.JobHandle`` does for engine events.
 from __future__ import annotations
 
 import asyncio
+import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +20,13 @@ from engine.store import JobRecord, TrackRecord
 
 # ---------------------------------------------------------------------------------------------
 # requests
+
+JOB_ID = re.compile(r"[0-9a-f]{12}")  # the shape of every job id (one a front end makes, too)
+
+
+def new_job_id() -> str:
+    """A fresh job id, for a front end that keys its own records before ``submit`` (``job_id=``)."""
+    return uuid.uuid4().hex[:12]
 
 
 @dataclass(frozen=True)
@@ -123,9 +132,6 @@ class Recovery:
 
     resumed: list[RequestHandle]  # queued/running jobs, submitted again
     gave_up: list[JobRecord]  # stopped (too many attempts, or interrupted mid-analysis): tell the user
-    claimed_undelivered: list[JobRecord]  # tracks stored, post may or may not have landed (front end checks)
-    # done (tracks stored) but never claimed for posting: the front end posts the stored tracks
-    undelivered: list[JobRecord] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,14 +24,13 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
-import uuid
 from typing import Any
 
 from engine.errors import TexTuneSError, UserInputError
 from engine.jobs import JobCancelled, JobEngine, JobFailed, JobRequest
 from engine.limits import OVERRIDE_KEYS, Limits, check_override, resolve_limits
 from engine.requests import (
+    JOB_ID,
     Analysed,
     Analysing,
     Cancelled,
@@ -46,6 +45,7 @@ from engine.requests import (
     Requester,
     RequestHandle,
     Started,
+    new_job_id,
 )
 from engine.spec import Track
 from engine.store import (
@@ -66,6 +66,7 @@ __all__ = [
     "Done",
     "DocumentRequest",
     "Failed",
+    "JOB_ID",
     "MusicRequest",
     "MusicService",
     "Output",
@@ -76,13 +77,13 @@ __all__ = [
     "Requester",
     "RetentionPolicy",
     "Started",
+    "new_job_id",
 ]
 
 ANALYSIS_KEYS = ("language", "summary", "topic", "emotion", "valence", "arousal", "reasons", "truncated")
 DEFAULT_TEXT_DURATION = 15
 MAX_TITLE_CHARS = 120
 RETENTION_INTERVAL = 24 * 3600.0
-UNDELIVERED_MAX_AGE = 24 * 3600.0  # a finished track older than this is not posted after a restart
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,8 +115,8 @@ class MusicService:
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> Recovery:
         """Start the engine and the sandbox, run retention (now and daily) and recover what the last
-        process left: claimed-but-undelivered jobs are listed (never regenerated), queued/running
-        jobs are submitted again, jobs past their attempts are failed and listed."""
+        process left: queued/running jobs are submitted again, jobs past their attempts are failed
+        and listed (what a front end had not posted yet, it finds in its own records)."""
         self._closing = False
         await self.engine.start()
         if self.analysis is not None:
@@ -130,13 +131,7 @@ class MusicService:
         await run_retention_forever(self.store, self.retention, RETENTION_INTERVAL)
 
     async def recover(self) -> Recovery:
-        claimed = await self.store.aio.claimed_undelivered()
         requeue, gave_up = await self.store.aio.recover_unfinished()
-        pending = await self.store.aio.pending_deliveries()
-        recent = time.time() - UNDELIVERED_MAX_AGE
-        undelivered = [
-            j for j in pending if j.state == "done" and j.channel_id is not None and j.created_at >= recent
-        ]
         resumed: list[RequestHandle] = []
         for job in requeue:
             if "spec" not in job.request:  # stopped while its document was being read: no spec yet
@@ -147,9 +142,7 @@ class MusicService:
                 gave_up.append(failed)
                 continue
             resumed.append(self._resume(job))
-        return Recovery(
-            resumed=resumed, gave_up=gave_up, claimed_undelivered=claimed, undelivered=undelivered
-        )
+        return Recovery(resumed=resumed, gave_up=gave_up)
 
     def _resume(self, job: JobRecord) -> RequestHandle:
         request = MusicRequest(
@@ -166,7 +159,7 @@ class MusicService:
             else float(job.request["keep_seconds"]),
             loop=bool(job.request.get("loop")),
         )
-        requester = Requester(str(job.user_id), job.guild_id, job.channel_id)
+        requester = Requester(str(job.user_id), job.guild_id)
         handle = RequestHandle(self.cancel, job.id, requester, request)
         self._track(handle, self._run_music(handle, request, job.request.get("analysis")))
         return handle
@@ -262,11 +255,12 @@ class MusicService:
         requester: Requester,
         request: MusicRequest | DocumentRequest,
         *,
-        delivery: dict | None = None,
+        job_id: str | None = None,
     ) -> RequestHandle:
         """Admit, record and start ``request``; returns its handle at once (outputs stream on it).
 
-        ``delivery`` passes the front end's ``interaction_id`` / ``interaction_token`` to the store.
+        ``job_id``: an id the front end made (``new_job_id()``) and already keyed its own records by,
+        so a crash between its write and this call cannot leave a job it knows nothing about.
         Raises ``UserInputError`` when admission refuses (nothing is recorded then).
         """
         if self._closing:
@@ -298,18 +292,16 @@ class MusicService:
         else:
             raise TypeError(f"not a request: {type(request).__name__}")
         # reserve the slot before the first await below, so two racing submits cannot both pass
-        handle = RequestHandle(self.cancel, uuid.uuid4().hex[:12], requester, request)
+        if job_id is not None and (not JOB_ID.fullmatch(job_id) or job_id in self._active):
+            raise ValueError(f"job id {job_id!r}: 12 lowercase hex digits, not in use")
+        handle = RequestHandle(self.cancel, job_id or new_job_id(), requester, request)
         self._active[handle.job_id] = handle
-        delivery = delivery or {}
         try:
             await self.store.aio.create_job(
                 job_id=handle.job_id,
                 user_id=requester.user_id,
                 request=stored,
                 guild_id=requester.guild_id,
-                channel_id=requester.channel_id,
-                interaction_id=delivery.get("interaction_id"),
-                interaction_token=delivery.get("interaction_token"),
                 kind=request.kind,
                 parent_track_id=getattr(request, "parent_track_id", None),
             )

@@ -10,6 +10,9 @@ transformers, and engine/ must never import discord.
 from __future__ import annotations
 
 import ast
+import io
+import re
+import tokenize
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,4 +176,56 @@ def test_bot_never_imports_a_model_or_document_parser_even_in_a_function() -> No
 def test_the_engine_never_imports_discord() -> None:
     graph = import_graph(top_level_only=False)
     offenders = sorted(m for m, edges in graph.items() if m.split(".")[0] == "engine" and "discord" in edges)
+    assert not offenders, offenders
+
+
+# Discord's own words: the delivery ledger (tokens, message ids, claims) is the bot's
+DISCORD_WORDS = re.compile(r"interaction|discord|message_id", re.IGNORECASE)
+
+
+def discord_words_in_code(source: str) -> list[tuple[int, str]]:
+    """(line, token) for each identifier or string in ``source`` that names a Discord concept;
+    comments and docstrings (prose) are left out."""
+    docstrings = {
+        node.body[0].value.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+        and isinstance(node.body[0].value.value, str)
+    }
+    found = []
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.STRING and token.start[0] in docstrings:
+            continue
+        if token.type in (
+            tokenize.NAME,
+            tokenize.STRING,
+            getattr(tokenize, "FSTRING_MIDDLE", tokenize.STRING),
+        ) and DISCORD_WORDS.search(token.string):
+            found.append((token.start[0], token.string))
+    return found
+
+
+def test_the_word_checker_sees_names_and_strings_but_not_prose() -> None:
+    source = (
+        '"""Talks about Discord in prose."""\n'
+        "# an interaction token, in a comment\n"
+        "def f(interaction_token):\n"
+        '    """Docstring: message_id."""\n'
+        '    return {"message_id": 1}\n'
+    )
+    assert [line for line, _ in discord_words_in_code(source)] == [3, 5]
+
+
+def test_the_engine_has_no_discord_words_in_code() -> None:
+    offenders = []
+    for path in sorted((ROOT / "engine").rglob("*.py")):
+        if "migrations" in path.relative_to(ROOT).parts:  # history: old migrations name old columns
+            continue
+        offenders += [
+            f"{path.relative_to(ROOT)}:{line}: {word[:40]}"
+            for line, word in discord_words_in_code(path.read_text())
+        ]
     assert not offenders, offenders

@@ -69,7 +69,7 @@ async def nothing_lost(fake: FakeDiscord, bot, *, tracks: int) -> None:
             j
             for u in ("alice", "bob")
             for j in bot.store.jobs_of(fake.user_id(u), ("done",))
-            if not j.delivered_at
+            if not bot.ledger.job(j.id).delivered_at
         ]
         return (
             not bot.store.unfinished_jobs()
@@ -81,7 +81,7 @@ async def nothing_lost(fake: FakeDiscord, bot, *, tracks: int) -> None:
     await fake.wait_until(idle, 30, "every job finished in the store and the engine")
     posted = [m for m in fake.messages.values() if m.attachments and not m.deleted]
     assert len(posted) == tracks, [m.content for m in posted]
-    jobs = [bot.store.job_by_message(m.id) for m in posted]
+    jobs = [bot.ledger.job_by_message(m.id) for m in posted]
     assert all(jobs) and len({j.id for j in jobs}) == tracks  # each delivered job posted once
     assert all(j.state == "done" for j in jobs)
 

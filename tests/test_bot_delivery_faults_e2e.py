@@ -20,8 +20,10 @@ import pytest
 import soundfile
 
 from bot.bot import create_bot
+from bot.delivery.ledger import INTERACTION_TTL
+from bot.delivery.ledger import DeliveryJob as JobRecord
 from engine.jobs import EngineConfig
-from engine.store import INTERACTION_TTL, JOB_STATES, JobRecord
+from engine.store import JOB_STATES
 from tests.bot_harness import running_bot, seconds_of, settings_for
 from tests.fake_discord import FakeDiscord, StoredMessage
 
@@ -39,7 +41,8 @@ def posted_tracks(fake: FakeDiscord) -> list[StoredMessage]:
 
 
 def jobs_of(bot, fake: FakeDiscord, user: str = "alice") -> list[JobRecord]:
-    return bot.store.jobs_of(fake.user_id(user), states=JOB_STATES)  # oldest first
+    # oldest first, each with its delivery row from the bot's ledger
+    return [bot.ledger.job(j.id) for j in bot.store.jobs_of(fake.user_id(user), states=JOB_STATES)]
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
@@ -279,7 +282,7 @@ async def test_job_older_than_the_token_is_posted_in_the_channel(fake: FakeDisco
         inter = await fake.slash("bgm", BGM)
         await generating(inter)
         # as if the job had queued for 16 minutes: the store forgets tokens older than Discord's 15
-        assert bot.store.forget_expired_tokens(now=time.time() + INTERACTION_TTL + 60) == 1
+        assert bot.ledger.forget_expired_tokens(now=time.time() + INTERACTION_TTL + 60) == 1
         gate.set()
         await fake.wait_until(lambda: posted_tracks(fake), 30, "the track")
         job = await final_job(bot, fake)

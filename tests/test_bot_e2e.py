@@ -112,8 +112,10 @@ async def test_owner_reaction_regenerates_and_strangers_are_ignored(
         again = next(m for m in fake.channel_messages() if m.attachments and m.id != first.id)
         assert again.message_reference and int(again.message_reference["message_id"]) == first.id
         assert embed_field(again, "Seed") != embed_field(first, "Seed")
-        await fake.wait_until(lambda: bot.store.job_by_message(again.id) is not None, 10, "delivery recorded")
-        assert bot.store.job_by_message(again.id).kind == "regenerate"
+        await fake.wait_until(
+            lambda: bot.ledger.job_by_message(again.id) is not None, 10, "delivery recorded"
+        )
+        assert bot.ledger.job_by_message(again.id).kind == "regenerate"
 
 
 async def test_regenerate_button_works_after_a_restart(fake: FakeDiscord, tmp_path: Path) -> None:

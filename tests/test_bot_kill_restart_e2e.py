@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from bot.delivery.ledger import DeliveryLedger
 from engine.prompt import build_spec
 from engine.spec import MusicSpec, Track
 from engine.store import JobRecord, Store, spec_to_request
@@ -136,11 +137,18 @@ async def poll(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 
 def store_jobs(data_dir: Path) -> dict[str, sqlite3.Row]:
-    """The jobs table as the bot left it (read-only; the bot may still be running)."""
+    """The jobs table with the bot's delivery ledger row of each job, as the bot left them (read-only;
+    the bot may still be running)."""
     conn = sqlite3.connect(f"file:{data_dir / 'textunes.db'}?mode=ro", uri=True, timeout=30)
     conn.row_factory = sqlite3.Row
     try:
-        return {row["id"]: row for row in conn.execute("SELECT * FROM jobs ORDER BY created_at, rowid")}
+        return {
+            row["id"]: row
+            for row in conn.execute(
+                "SELECT j.*, d.channel_id, d.interaction_id, d.message_id, d.claimed_at, d.delivered_at "
+                "FROM jobs j LEFT JOIN discord_deliveries d ON d.job_id = j.id ORDER BY j.created_at, j.rowid"
+            )
+        }
     finally:
         conn.close()
 
@@ -349,17 +357,20 @@ def _original_id(fake: FakeDiscord, path: str) -> int:
 # in-process restarts on a store left as a kill leaves it
 # ------------------------------------------------------------------------------------------------
 def seed_job(store: Store, fake: FakeDiscord, user: str, title: str, **kw) -> JobRecord:
-    """A /bgm job as the cog records it (title, channel, guild), before any of it ran."""
+    """A /bgm job as the cog records it (its ledger row: channel, interaction; then the job), before
+    any of it ran."""
     spec = build_spec(
         genres=title.split(" · ")[0], moods=title.split(" · ")[1], duration=kw.pop("duration", 5)
     )
-    return store.create_job(
+    job = store.create_job(
         user_id=fake.user_id(user),
         request=spec_to_request(spec, samples=1, title=title),
         guild_id=fake.guild_id,
-        channel_id=fake.channel_id,
-        **kw,
     )
+    DeliveryLedger.open(store).record(
+        job.id, user_id=job.user_id, guild_id=fake.guild_id, channel_id=fake.channel_id, **kw
+    )
+    return job
 
 
 def sine_track(spec: MusicSpec, seconds: float = 3.0, rate: int = 32000) -> Track:
@@ -382,13 +393,14 @@ async def test_restart_that_cannot_read_the_channel_says_saved_instead_of_postin
         job = seed_job(store, fake, "alice", "Lofi · Calm")
         store.mark_running(job.id)
         stored = store.add_track(job.id, sine_track(job.spec))
-        assert store.claim_delivery(job.id)  # ...and the process died with the upload in flight
+        store.mark_done(job.id)  # the service: tracks stored, job done; then the bot claims the post
+        assert DeliveryLedger.open(store).claim_delivery(job.id)  # ...and died with the upload in flight
     await fake.deny_permission("read_message_history")
 
     async with running_bot(fake, settings) as bot:
         await fake.wait_until(lambda: bool(visible(fake, "I restarted while posting")), 20, "the notice")
-        await poll(lambda: bot.store.get_job(job.id).delivered, 10, "the job closed")
-        final = bot.store.get_job(job.id)
+        await poll(lambda: bot.ledger.job(job.id).delivered, 10, "the job closed")
+        final = bot.ledger.job(job.id)
         tracks = bot.store.tracks_of_job(job.id)
 
     (notice,) = visible(fake, "I restarted while posting")
@@ -422,8 +434,8 @@ async def test_restart_reports_given_up_jobs_and_falls_back_to_the_channel_on_a_
         await fake.wait_until(
             lambda: any(m.attachments for m in fake.channel_messages()), 60, "the resumed job posted"
         )
-        await poll(lambda: bot.store.get_job(queued.id).delivered, 10, "the resumed job closed")
-        given_up, resumed = bot.store.get_job(crashing.id), bot.store.get_job(queued.id)
+        await poll(lambda: bot.ledger.job(queued.id).delivered, 10, "the resumed job closed")
+        given_up, resumed = bot.ledger.job(crashing.id), bot.ledger.job(queued.id)
         assert bot.store.tracks_of_job(crashing.id) == []
 
     (failure,) = visible(fake, "Orchestral · Dark** failed")

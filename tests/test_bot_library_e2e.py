@@ -17,6 +17,7 @@ import numpy as np
 import soundfile
 from discord.ext import commands
 
+from bot.delivery.ledger import DeliveryLedger
 from engine.spec import MusicSpec, Track
 from engine.store import Store, spec_to_request
 from tests.fake_discord import FakeDiscord, StoredMessage
@@ -30,6 +31,7 @@ class HostBot(commands.Bot):
     def __init__(self, store: Store) -> None:
         super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default())
         self.store = store
+        self.ledger = DeliveryLedger.open(store)  # the bot's delivery table (⭐ finds the job by message)
 
     async def setup_hook(self) -> None:
         await self.load_extension("bot.cogs.library")
@@ -241,7 +243,8 @@ async def test_favorite_button_command_and_star_reaction(fake: FakeDiscord, tmp_
 
         # ⭐ reaction on the message a job was delivered in favorites that job's track
         job_id = store.get_track(ids[2]).job_id
-        store.mark_delivered(job_id, posted.id)
+        bot.ledger.record(job_id, user_id=alice, guild_id=fake.guild_id, channel_id=posted.channel_id)
+        bot.ledger.mark_delivered(job_id, posted.id)
         await fake.react(posted, STAR, user="alice")
         assert await eventually(lambda: store.is_favorite(alice, ids[2]))
         await fake.dispatch(

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from bot.delivery.ledger import DeliveryLedger
 from engine.jobs import EngineConfig, JobCancelled, JobEngine, JobFailed, JobRequest
 from engine.spec import MusicSpec
 from engine.store import Store
@@ -110,10 +111,14 @@ async def first(handle, kinds=("progress",)) -> None:
 
 
 def deliver(store: Store, job_id: str, tracks) -> bool:
-    """The bot's path in miniature: store the tracks, then post only behind the delivery claim."""
+    """The bot's path in miniature: store the tracks, then post only behind its ledger's claim."""
     for n, track in enumerate(tracks):
         store.add_track(job_id, track, fmt="wav", index=n)
-    return store.claim_delivery(job_id)
+    store.mark_done(job_id)
+    ledger = DeliveryLedger.open(store)
+    if ledger.job(job_id).channel_id is None:  # the bot writes its row before submit; tests may not
+        ledger.record(job_id, user_id=store.get_job(job_id).user_id, channel_id=6)
+    return ledger.claim_delivery(job_id)
 
 
 @pytest.fixture
@@ -184,6 +189,7 @@ async def test_killed_worker_batch_finishes_on_the_other_stored_and_posted_once(
     async with cluster.engine() as engine:
         handle = await engine.submit(JobRequest(user_id="a", spec=spec("victim"), job_id="victim-1"))
         store.create_job(user_id="a", request={"spec": spec("victim")}, job_id="victim-1")
+        DeliveryLedger.open(store).record("victim-1", user_id="a", channel_id=6)  # as the bot does first
         await first(handle)
         owner = await cluster.owner_of_running_batch()
         cluster.procs[owner].kill()  # kill -9 mid-batch
@@ -192,7 +198,7 @@ async def test_killed_worker_batch_finishes_on_the_other_stored_and_posted_once(
         await asyncio.sleep(0.3)
     calls = cluster.calls("victim")
     assert len(calls) == 2 and calls[0]["pid"] != calls[1]["pid"]  # started on one, finished on the other
-    assert posted and not store.claim_delivery("victim-1")
+    assert posted and not DeliveryLedger.open(store).claim_delivery("victim-1")
     assert len(store.tracks_of_job("victim-1")) == 1
     assert [r["kind"] for r in await cluster.results_for("victim-1")] == ["done"]
     assert await cluster.redis.xlen(f"{cluster.prefix}:dead") == 0
@@ -209,6 +215,7 @@ async def test_forty_jobs_from_eight_users_with_cancels_deliver_each_survivor_on
             user = f"user{n % 8}"
             h = await engine.submit(JobRequest(user_id=user, spec=spec(f"job {n}"), job_id=f"job-{n}"))
             store.create_job(user_id=user, request={"spec": spec(f"job {n}")}, job_id=h.job_id)
+            DeliveryLedger.open(store).record(h.job_id, user_id=user, channel_id=6)  # where it is posted
             handles.append(h)
             if n in (13, 21, 29, 37):  # still queued
                 cancelled += await h.cancel()

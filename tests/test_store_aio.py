@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.delivery.ledger import DeliveryLedger
 from engine.store import AsyncStore, SettingsError, Store, StoreError, spec_to_request
 from engine.store.aio import public_methods
 from tests.test_store import SPEC, make_track
@@ -45,10 +46,11 @@ def request() -> dict:
 
 
 def test_every_public_method_has_an_awaitable_twin_with_its_signature() -> None:
-    names = public_methods(Store, skip=("close",))
-    assert {"create_job", "get_job", "add_track", "load_track", "claim_delivery", "enforce_retention",
+    names = public_methods(Store, skip=("close", "connection", "transaction"))
+    assert {"create_job", "get_job", "add_track", "load_track", "mark_done", "enforce_retention",
             "sweep_orphan_files", "set_guild_settings", "add_guild_preset", "complete_guild_presets"} <= set(names)  # fmt: skip
     assert "close" not in names and "open" not in names and "aio" not in names
+    assert not hasattr(AsyncStore, "connection")  # a context manager under the lock: sync only
     for name in names:
         twin = getattr(AsyncStore, name)
         assert inspect.iscoroutinefunction(twin), name
@@ -92,10 +94,12 @@ async def test_concurrent_calls_are_serialised_in_order(store: Store, clock: Thr
     # one thread, first come first served: creation times follow the order the calls were made
     assert [j.id for j in sorted(jobs, key=lambda j: j.created_at)] == [f"job{i:03d}" for i in range(120)]
     assert len(clock.threads) == 1
-    # many tasks racing for one delivery claim: exactly one wins
+    # many tasks racing for one delivery claim (the bot's ledger, on the store's thread): one wins
     target = jobs[0].id
     await store.aio.mark_done(target)
-    claims = await asyncio.gather(*(store.aio.claim_delivery(target) for _ in range(60)))
+    ledger = await store.aio.call(DeliveryLedger.open, store)
+    await store.aio.call(ledger.record, target, user_id="u0", channel_id=6)
+    claims = await asyncio.gather(*(store.aio.call(ledger.claim_delivery, target) for _ in range(60)))
     assert claims.count(True) == 1
     # read-modify-write from many tasks at once loses nothing
     record = await store.aio.add_track(target, make_track(seconds=0.2), fmt="wav")

@@ -211,7 +211,7 @@ class Library(FrontCog):
         store = self.store
 
         def apply() -> int:
-            job = store.job_by_message(payload.message_id)
+            job = self.bot.ledger.job_by_message(payload.message_id)
             if job is None:
                 return 0
             changed = 0

@@ -15,7 +15,7 @@ from discord.ext import commands
 from bot.checks import channel_block_reason, is_owner
 from bot.delivery.plan import JobPlan
 from bot.delivery.posting import REGENERATE_EMOJI
-from bot.delivery.progress import capacity_refusal, follow, music_request, requester_of
+from bot.delivery.progress import capacity_refusal, follow, music_request, requester_of, submit_answered
 from bot.delivery.surfaces import ChannelSurface
 from bot.ratelimit import limiter_for
 from bot.replies import FrontCog
@@ -43,7 +43,7 @@ class Regenerate(FrontCog):
         bot = self.bot
         if str(payload.emoji) != REGENERATE_EMOJI or bot.user is None or payload.user_id == bot.user.id:
             return
-        job = await asyncio.to_thread(bot.store.job_by_message, payload.message_id)
+        job = await asyncio.to_thread(bot.ledger.job_by_message, payload.message_id)
         if job is None:
             return  # not one of our track messages
         channel = bot.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
@@ -72,7 +72,7 @@ class Regenerate(FrontCog):
         )
         surface = ChannelSurface(channel, original, owner=payload.user_id)
         try:
-            handle = await bot.service.submit(requester, music_request(plan, kind="regenerate"))
+            handle = await submit_answered(bot, requester, music_request(plan, kind="regenerate"))
             await follow(bot, surface, handle, plan)
         except UserInputError as exc:  # admitted a moment ago, refused now (the queue filled up)
             await self._tell_once(payload.user_id, str(exc), 60.0)

@@ -19,13 +19,14 @@ import aiohttp
 import discord
 
 from bot.components import track_view
+from bot.delivery.ledger import DeliveryJob as JobRecord
 from bot.delivery.plan import JobPlan
 from bot.delivery.surfaces import ChannelSurface, InteractionSurface, Surface, token_gone
 from bot.embeds import mmss, track_embeds
 from bot.replies import mention_only
 from engine.errors import UserInputError
 from engine.spec import Track
-from engine.store import JobRecord, TrackRecord
+from engine.store import TrackRecord
 
 log = logging.getLogger("textunes.bot")
 
@@ -176,11 +177,10 @@ async def post_tracks(
 ) -> discord.Message | None:
     """Post ``job``'s stored ``records`` once (``claim_delivery``); returns the message, or None when
     it was already claimed or could not be posted (the user is then told why)."""
-    store = bot.store
-    if not await asyncio.to_thread(store.claim_delivery, job.id):
+    if not await asyncio.to_thread(bot.ledger.claim_delivery, job.id):
         log.info("job %s was already delivered; not posting again", job.id)
         return None
-    fresh = await asyncio.to_thread(store.get_job, job.id) or job  # its token may have been forgotten
+    fresh = await asyncio.to_thread(bot.ledger.job, job.id) or job  # its token may have been forgotten
     target = surface.target_for(fresh)
     budget = target.upload_limit
     uploads: Uploads | None = None
@@ -234,7 +234,7 @@ async def post_tracks(
 
 
 async def delivered(bot, job: JobRecord, message: discord.Message) -> None:
-    await asyncio.to_thread(bot.store.mark_delivered, job.id, message.id)
+    await asyncio.to_thread(bot.ledger.mark_delivered, job.id, message.id)
     await asyncio.to_thread(bot.store.mark_done, job.id)
     try:  # an inviting 🔁 under the track; missing Add Reactions permission is not an error
         await message.add_reaction(REGENERATE_EMOJI)
@@ -247,7 +247,7 @@ async def _delivery_failed(
 ) -> None:
     """The post cannot be made: fail the job with the reason, keep its tracks, tell the user."""
     store = bot.store
-    await asyncio.to_thread(store.release_delivery, job.id)  # a later attempt may post it
+    await asyncio.to_thread(bot.ledger.release_delivery, job.id)  # a later attempt may post it
     if isinstance(exc, discord.Forbidden):
         await _missing_permission_failure(bot, surface, target, job, plan, exc)
         return
@@ -333,7 +333,7 @@ async def _missing_permission_failure(
 async def tell_privately(bot, surface: Surface, job: JobRecord, text: str) -> str:
     """Ephemeral through the interaction while it lives, else a DM; returns how, or "" if neither."""
     if isinstance(surface, InteractionSurface):
-        fresh = await asyncio.to_thread(bot.store.get_job, job.id) or job
+        fresh = await asyncio.to_thread(bot.ledger.job, job.id) or job
         if surface.usable(fresh):
             try:
                 await surface.interaction.followup.send(text, ephemeral=True)

@@ -35,6 +35,7 @@ from engine.service import (
     Requester,
     RequestHandle,
     Started,
+    new_job_id,
 )
 from engine.store import TrackRecord
 
@@ -96,7 +97,7 @@ async def follow(bot, surface: Surface, handle: RequestHandle, plan: JobPlan) ->
             await _failed(surface, plan, out, document=plan.document and not analysed)
             return []
         elif isinstance(out, Done):
-            job = await asyncio.to_thread(bot.store.get_job, handle.job_id)
+            job = await asyncio.to_thread(bot.ledger.job, handle.job_id)
             if job is None:
                 log.warning("job %s vanished from the store before posting", handle.job_id)
                 return []
@@ -180,6 +181,34 @@ def music_request(plan: JobPlan, *, kind: str, parent_track_id: str | None = Non
     )
 
 
+async def submit_answered(
+    bot,
+    requester: Requester,
+    request,
+    *,
+    interaction_id: int | None = None,
+    interaction_token: str | None = None,
+) -> RequestHandle:
+    """Submit ``request`` with its ledger row written first, under the job id the bot makes: a crash
+    in between leaves a row without a job (ignored), never a job the bot cannot answer. A refused
+    submit takes its row back."""
+    job_id = new_job_id()
+    await asyncio.to_thread(
+        bot.ledger.record,
+        job_id,
+        user_id=requester.user_id,
+        guild_id=requester.guild_id,
+        channel_id=requester.channel_id,
+        interaction_id=interaction_id,
+        interaction_token=interaction_token,
+    )
+    try:
+        return await bot.service.submit(requester, request, job_id=job_id)
+    except BaseException:
+        await asyncio.to_thread(bot.ledger.forget, job_id)
+        raise
+
+
 async def start_interaction_job(
     bot,
     interaction: discord.Interaction,
@@ -204,10 +233,12 @@ async def start_interaction_job(
             raise UserInputError(refusal.text)
     if not interaction.response.is_done():
         await interaction.response.defer(thinking=True)
-    handle = await bot.service.submit(
+    handle = await submit_answered(
+        bot,
         requester,
         request or music_request(plan, kind=kind, parent_track_id=parent_track_id),
-        delivery={"interaction_id": interaction.id, "interaction_token": interaction.token},
+        interaction_id=interaction.id,
+        interaction_token=interaction.token,
     )
-    job = await asyncio.to_thread(bot.store.get_job, handle.job_id)
+    job = await asyncio.to_thread(bot.ledger.job, handle.job_id)
     return await follow(bot, InteractionSurface(interaction, job), handle, plan)

@@ -1,6 +1,6 @@
 """After a restart (bot.py setup_hook): finish what the last process left behind, posting nothing twice.
 
-A job killed between ``claim_delivery`` and ``mark_delivered`` is never generated again: the channel
+A job killed between the ledger's ``claim_delivery`` and ``mark_delivered`` is never generated again: the channel
 is read to see whether its post landed (recorded as delivered), else its stored tracks are posted
 once, and if Discord cannot be read the user is told the track is saved rather than risking a second
 upload. Jobs stopped after too many attempts get a visible failure message (once), and resumed jobs
@@ -16,12 +16,12 @@ from datetime import datetime, timezone
 import aiohttp
 import discord
 
+from bot.delivery.ledger import DeliveryJob as JobRecord
 from bot.delivery.plan import JobPlan
 from bot.delivery.posting import delivered, describe_error, post_tracks, safe_fail, tell_privately
 from bot.delivery.progress import follow
 from bot.delivery.surfaces import ChannelSurface, StoredInteraction, job_channel, recovery_surface
 from engine.service import RequestHandle
-from engine.store import JobRecord
 
 log = logging.getLogger("textunes.bot")
 
@@ -46,7 +46,7 @@ def _plan_of(job: JobRecord, suffix: str = "") -> JobPlan:
 async def follow_resumed(bot, handle: RequestHandle) -> None:
     """A job that was queued or running when the bot stopped, resubmitted by ``MusicService.start``:
     shown and posted once, in the user's original interaction reply while its token lives."""
-    job = await asyncio.to_thread(bot.store.get_job, handle.job_id)
+    job = await asyncio.to_thread(bot.ledger.job, handle.job_id)
     if job is None or job.channel_id is None:
         log.warning("resumed job %s has no channel to deliver to; its track stays in /history", handle.job_id)
         return
@@ -69,16 +69,16 @@ async def post_undelivered(bot, job: JobRecord) -> None:
 
 async def report_given_up(bot, job: JobRecord) -> None:
     """Tell the user, once, that ``job`` was stopped after too many interrupted attempts (its error)."""
-    store = bot.store
-    if job.channel_id is None or not await asyncio.to_thread(store.claim_delivery, job.id):
+    ledger = bot.ledger
+    if job.channel_id is None or not await asyncio.to_thread(ledger.claim_delivery, job.id):
         return
     title = str(job.request.get("title") or "Your track")
     text = f"⚠️ **{title}** failed: {job.error or 'it was interrupted too many times.'}"
     message = await safe_fail(recovery_surface(bot, job), text)
     if message is None:  # nothing was shown: a later attempt may claim it again
-        await asyncio.to_thread(store.release_delivery, job.id)
+        await asyncio.to_thread(ledger.release_delivery, job.id)
         return
-    await asyncio.to_thread(store.mark_delivered, job.id, message.id)
+    await asyncio.to_thread(ledger.mark_delivered, job.id, message.id)
 
 
 def _our_post(bot, message: discord.Message, track_ids: set[str]) -> bool:
@@ -129,9 +129,10 @@ async def finish_interrupted_delivery(bot, job: JobRecord) -> None:
     store = bot.store
     records = await asyncio.to_thread(store.tracks_of_job, job.id)
     if not records:  # only a failure notice is claimed without tracks (report_given_up): show it again
-        await asyncio.to_thread(store.release_delivery, job.id)
+        await asyncio.to_thread(bot.ledger.release_delivery, job.id)
         if job.state != "failed":  # claimed with nothing to post: say it stopped, once
-            job = await asyncio.to_thread(store.mark_failed, job.id, "interrupted by a restart") or job
+            await asyncio.to_thread(store.mark_failed, job.id, "interrupted by a restart")
+            job = await asyncio.to_thread(bot.ledger.job, job.id) or job
         await report_given_up(bot, job)
         return
     plan = _plan_of(job)
@@ -151,7 +152,7 @@ async def finish_interrupted_delivery(bot, job: JobRecord) -> None:
         await delivered(bot, job, found)
         return
     log.info("job %s was not posted before the restart; posting its stored tracks", job.id)
-    await asyncio.to_thread(store.release_delivery, job.id)
+    await asyncio.to_thread(bot.ledger.release_delivery, job.id)
     try:
         await post_tracks(bot, recovery_surface(bot, job), job, plan, records)
     except discord.HTTPException as exc:  # a failure message that could not be shown either
@@ -171,5 +172,5 @@ async def _say_saved(bot, job: JobRecord, plan: JobPlan) -> None:
         # keep the claim (never post twice); the job is stopped with the reason, its track kept
         await asyncio.to_thread(store.mark_failed, job.id, "restarted mid-post; could not check or tell")
         return
-    await asyncio.to_thread(store.mark_delivered, job.id, message.id if message else None)
+    await asyncio.to_thread(bot.ledger.mark_delivered, job.id, message.id if message else None)
     await asyncio.to_thread(store.mark_done, job.id)

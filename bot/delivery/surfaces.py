@@ -13,8 +13,9 @@ from typing import Any
 
 import discord
 
+from bot.delivery.ledger import INTERACTION_TTL
+from bot.delivery.ledger import DeliveryJob as JobRecord
 from bot.replies import mention_only
-from engine.store import INTERACTION_TTL, JobRecord
 
 log = logging.getLogger("textunes.bot")
 

@@ -3,21 +3,20 @@
     store = Store.open("var/textunes.db")               # applies numbered migrations (store/migrations)
     job = store.create_job(user_id="42", request=spec_to_request(spec, samples=2), guild_id="7")
     store.mark_running(job.id); ...; rec = store.add_track(job.id, track); store.mark_done(job.id)
-    if store.claim_delivery(job.id):                    # True exactly once, across threads and processes
-        ...send...; store.mark_delivered(job.id, message_id)
     job = await store.aio.get_job(job.id)               # the same methods, awaited, on the store's thread
 
 Why it looks like this:
 
 * sqlite (WAL) via sqlite-utils, one connection per ``Store`` guarded by a re-entrant lock, so any
   thread may call it safely; async code uses ``store.aio``, which runs each call on one thread the
-  store owns. Anything that must be atomic across *processes* (delivery claims, migrations) is a
-  single conditional UPDATE or an IMMEDIATE transaction.
+  store owns. Anything that must be atomic across *processes* (migrations, a front end's claims)
+  is a single conditional UPDATE or an IMMEDIATE transaction.
 * Requests are stored as JSON so a job can be rebuilt (``job_spec``) and requeued after a restart.
 * Audio lives in ``files_dir`` under generated names (never a user-supplied name); the row keeps the
   sha256, the exact frame count and the spec, so ``load_track`` returns the same shape after a restart.
-* The interaction token is a credential: it is stored (needed to answer within Discord's 15-minute
-  window), hidden from ``repr``, never logged, and wiped once it has expired.
+* The store knows nothing of any front end: where and how a job's result is posted lives in the
+  front end's own tables in the same file (``connection()`` / ``transaction()`` lend it the
+  connection under the store's lock; the bot's is ``bot.delivery.ledger``).
 
 One module per concern: ``db`` (connection, transactions, migrations), ``records`` (dataclasses and
 their JSON), ``jobs``, ``tracks``, ``retention``, ``settings``, ``catalogue``; ``Store`` combines them.
@@ -35,8 +34,7 @@ from engine.store.records import (
     AUDIO_FORMATS,
     CATEGORY_KINDS,
     FINISHED_STATES,
-    INTERACTION_TTL,
-    JOB_KINDS,
+    JOB_KIND,
     JOB_STATES,
     GuildCategory,
     GuildPreset,
@@ -69,8 +67,7 @@ __all__ = [
     "CATEGORY_KINDS",
     "FINISHED_STATES",
     "GUILD_DEFAULTS",
-    "INTERACTION_TTL",
-    "JOB_KINDS",
+    "JOB_KIND",
     "JOB_STATES",
     "MAX_ALLOWED_CHANNELS",
     "MAX_GUILD_CATEGORIES",
@@ -110,4 +107,4 @@ class Store(JobsMixin, TracksMixin, RetentionMixin, SettingsMixin, CatalogueMixi
         return AsyncStore(self)
 
 
-add_async_methods(Store, skip=("close",))
+add_async_methods(Store, skip=("close", "connection", "transaction"))  # sync-only

@@ -36,6 +36,8 @@ class Migration:
     name: str
     sql: str | None
     upgrade: Callable[[sqlite3.Connection], None] | None
+    # a table rebuild (SQLite's 12-step ALTER): foreign keys off around its transaction, checked before commit
+    rebuilds_tables: bool = False
 
 
 def available_migrations() -> list[Migration]:
@@ -54,6 +56,7 @@ def available_migrations() -> list[Migration]:
                 match.group(2),
                 getattr(module, "SQL", None),
                 getattr(module, "upgrade", None),
+                bool(getattr(module, "REBUILDS_TABLES", False)),
             )
         )
     found.sort(key=lambda m: m.version)
@@ -113,6 +116,8 @@ def migrate(
     for migration in migrations:
         if migration.version > target:
             break
+        if migration.rebuilds_tables:  # a no-op inside a transaction, so before BEGIN
+            conn.execute("PRAGMA foreign_keys=OFF")
         conn.execute("BEGIN IMMEDIATE")
         try:
             if schema_version(conn) >= migration.version:  # another process got here first
@@ -122,6 +127,11 @@ def migrate(
                 conn.execute(statement)
             if migration.upgrade is not None:
                 migration.upgrade(conn)
+            broken = conn.execute("PRAGMA foreign_key_check").fetchall() if migration.rebuilds_tables else []
+            if broken:
+                raise StoreError(
+                    f"migration {migration.version} broke foreign keys: {[tuple(r) for r in broken[:5]]}"
+                )
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                 (migration.version, migration.name, clock()),
@@ -130,6 +140,8 @@ def migrate(
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        finally:
+            conn.execute("PRAGMA foreign_keys=ON")
         applied.append(migration.version)
         log.info("store: applied migration %04d_%s", migration.version, migration.name)
     return applied
@@ -245,6 +257,19 @@ class StoreBase:
     def db(self) -> sqlite_utils.Database:
         """The sqlite-utils view of the database (read-only use: tools, tests, admin scripts)."""
         return self._db
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """The store's connection under its lock, for a front end's own tables in the same file
+        (autocommit: each statement is its own transaction; use ``transaction()`` for several)."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("the store is closed")
+            yield self._conn
+
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One IMMEDIATE transaction on the store's connection (a front end's multi-statement writes)."""
+        return self._tx()
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

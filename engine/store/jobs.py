@@ -1,4 +1,4 @@
-"""Jobs in the store: states, restart recovery, and exactly-once delivery claims."""
+"""Jobs in the store: states, restart recovery, rate-limit counts."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from engine.spec import MusicSpec
 from engine.store.db import StoreBase
 from engine.store.records import (
     FINISHED_STATES,
-    INTERACTION_TTL,
-    JOB_KINDS,
+    JOB_KIND,
     JOB_STATES,
     JobRecord,
     as_id,
@@ -22,11 +21,7 @@ from engine.store.records import (
 
 
 class JobsMixin(StoreBase):
-    """Create, update and recover jobs; claim each finished job's delivery exactly once."""
-
-    def _after_open(self) -> None:
-        super()._after_open()
-        self.forget_expired_tokens()
+    """Create, update and recover jobs (how a front end delivers them is its own business)."""
 
     def create_job(
         self,
@@ -34,16 +29,13 @@ class JobsMixin(StoreBase):
         user_id: str | int,
         request: Mapping[str, Any],
         guild_id: str | int | None = None,
-        channel_id: str | int | None = None,
-        interaction_id: str | int | None = None,
-        interaction_token: str | None = None,
         kind: str = "bgm",
         parent_track_id: str | None = None,
         job_id: str | None = None,
     ) -> JobRecord:
         """Record a new queued job. ``request`` must be JSON-able (MusicSpec values are converted)."""
-        if kind not in JOB_KINDS:
-            raise ValueError(f"job kind must be one of {JOB_KINDS}, got {kind!r}")
+        if not isinstance(kind, str) or not JOB_KIND.fullmatch(kind):
+            raise ValueError(f"job kind must be a short lowercase label, got {kind!r}")
         request = dict(request)
         if isinstance(request.get("spec"), MusicSpec):
             request["spec"] = spec_to_dict(request["spec"])
@@ -54,9 +46,6 @@ class JobsMixin(StoreBase):
             "request": to_json(request),
             "user_id": as_id(user_id),
             "guild_id": as_id(guild_id),
-            "channel_id": as_id(channel_id),
-            "interaction_id": as_id(interaction_id),
-            "interaction_token": interaction_token,
             "parent_track_id": parent_track_id,
             "state": "queued",
             "attempts": 0,
@@ -78,13 +67,6 @@ class JobsMixin(StoreBase):
         with self._lock:
             return self._get_job_locked(job_id)
 
-    def job_by_message(self, message_id: str | int) -> JobRecord | None:
-        """The job whose result was posted as ``message_id`` (for 🔁 reactions on old messages)."""
-        rows = self._query(
-            "SELECT * FROM jobs WHERE message_id = ? ORDER BY created_at DESC LIMIT 1", (as_id(message_id),)
-        )
-        return JobRecord._from_row(rows[0]) if rows else None
-
     def job_spec(self, job_id: str) -> MusicSpec:
         job = self.get_job(job_id)
         if job is None:
@@ -93,9 +75,7 @@ class JobsMixin(StoreBase):
 
     _UPDATABLE = frozenset(
         {
-            "state", "message_id", "error", "attempts", "channel_id", "interaction_id",
-            "interaction_token", "request", "started_at", "finished_at", "delivered_at", "claimed_at",
-            "parent_track_id",
+            "state", "error", "attempts", "request", "started_at", "finished_at", "parent_track_id",
         }
     )  # fmt: skip
 
@@ -108,9 +88,6 @@ class JobsMixin(StoreBase):
         values = dict(fields)
         if "request" in values:
             values["request"] = to_json(values["request"])
-        for key in ("message_id", "channel_id", "interaction_id"):
-            if key in values:
-                values[key] = as_id(values[key])
         values["updated_at"] = self._clock()
         if values.get("state") in FINISHED_STATES and "finished_at" not in values:
             values["finished_at"] = values["updated_at"]
@@ -154,18 +131,14 @@ class JobsMixin(StoreBase):
         """On start: put interrupted jobs back to ``queued``; fail those that already crashed too often.
 
         Returns ``(requeue, gave_up)``, both oldest first. A job that kills the worker every time it
-        runs would otherwise crash-loop the bot forever.
-
-        Jobs claimed for delivery are left alone: their tracks are already stored (the claim comes
-        after them), so regenerating would waste the work and lose the claim's answer to "was it
-        posted?". ``claimed_undelivered`` lists them for the bot to check against Discord.
+        runs would otherwise crash-loop the bot forever. A job whose tracks are stored is ``done``
+        before any front end posts it, so nothing being posted is ever regenerated.
         """
         requeue, gave_up = [], []
         with self._tx() as conn:
             now = self._clock()
             rows = conn.execute(
-                "SELECT * FROM jobs WHERE state IN ('queued', 'running') AND claimed_at IS NULL "
-                "ORDER BY created_at, rowid"
+                "SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at, rowid"
             ).fetchall()
             for row in rows:
                 if row["attempts"] >= max_attempts:
@@ -209,68 +182,3 @@ class JobsMixin(StoreBase):
         if guild_id is not None:
             sql, params = sql + " AND guild_id = ?", [*params, as_id(guild_id)]
         return int(self._query(sql, params)[0][0])
-
-    # -- delivery (exactly once) ----------------------------------------------------------------
-    def claim_delivery(self, job_id: str) -> bool:
-        """Claim the right to post this job's result. True exactly once per job.
-
-        One conditional UPDATE: sqlite serialises writers, so even two processes sharing the file
-        cannot both see ``rowcount == 1``.
-        """
-        with self._lock:
-            cur = self._conn.execute(
-                "UPDATE jobs SET claimed_at = ?, updated_at = ? "
-                "WHERE id = ? AND delivered_at IS NULL AND claimed_at IS NULL",
-                (self._clock(), self._clock(), job_id),
-            )
-            return cur.rowcount == 1
-
-    def release_delivery(self, job_id: str) -> bool:
-        """Give a claim back after a send that certainly failed, so a later retry may claim it."""
-        with self._lock:
-            cur = self._conn.execute(
-                "UPDATE jobs SET claimed_at = NULL, updated_at = ? WHERE id = ? AND delivered_at IS NULL",
-                (self._clock(), job_id),
-            )
-            return cur.rowcount == 1
-
-    def mark_delivered(self, job_id: str, message_id: str | int | None) -> None:
-        with self._lock:
-            now = self._clock()
-            cur = self._conn.execute(
-                "UPDATE jobs SET delivered_at = ?, claimed_at = COALESCE(claimed_at, ?), "
-                "message_id = COALESCE(?, message_id), updated_at = ? WHERE id = ?",
-                (now, now, as_id(message_id), now, job_id),
-            )
-            if cur.rowcount != 1:
-                raise KeyError(f"no job {job_id!r}")
-
-    def pending_deliveries(self) -> list[JobRecord]:
-        """Finished (done/failed) jobs whose result nobody has claimed yet, oldest first."""
-        rows = self._query(
-            "SELECT * FROM jobs WHERE state IN ('done', 'failed') AND delivered_at IS NULL "
-            "AND claimed_at IS NULL ORDER BY created_at, rowid"
-        )
-        return [JobRecord._from_row(r) for r in rows]
-
-    def claimed_undelivered(self) -> list[JobRecord]:
-        """Jobs claimed for delivery but never marked delivered: the process died mid-send.
-
-        The send may or may not have reached Discord, so the bot should look (e.g. fetch the
-        interaction's original response) before deciding to ``release_delivery`` and resend.
-        """
-        rows = self._query(
-            "SELECT * FROM jobs WHERE claimed_at IS NOT NULL AND delivered_at IS NULL ORDER BY created_at, rowid"
-        )
-        return [JobRecord._from_row(r) for r in rows]
-
-    def forget_expired_tokens(self, now: float | None = None) -> int:
-        """Wipe interaction tokens older than Discord's 15 minutes: useless, and still a secret."""
-        now = self._clock() if now is None else now
-        with self._lock:
-            cur = self._conn.execute(
-                "UPDATE jobs SET interaction_token = NULL "
-                "WHERE interaction_token IS NOT NULL AND created_at < ?",
-                (now - INTERACTION_TTL,),
-            )
-            return cur.rowcount

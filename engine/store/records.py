@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,10 @@ import numpy as np
 from engine.errors import TexTuneSError, UserInputError
 from engine.spec import MusicSpec
 
-JOB_KINDS = ("bgm", "text", "regenerate", "variation", "extend", "edit")
+# a job's kind is a label its front end chooses ("bgm", "text", a button's name...): only its shape counts
+JOB_KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED_STATES = ("done", "failed", "cancelled")
-INTERACTION_TTL = 15 * 60.0  # Discord interaction tokens are valid for 15 minutes
 CATEGORY_KINDS = ("genres", "moods", "instruments", "keywords")
 AUDIO_FORMATS = ("wav", "mp3", "ogg")
 
@@ -75,7 +75,7 @@ def from_json(text: str | None, empty: Any = None) -> Any:
 
 
 def as_id(value: Any) -> str | None:
-    """Discord snowflakes arrive as int or str; store them as str."""
+    """Ids arrive as int or str (front ends' numeric ids); store them as str."""
     return None if value is None else str(value)
 
 
@@ -128,10 +128,6 @@ class JobRecord:
     request: dict
     user_id: str
     guild_id: str | None
-    channel_id: str | None
-    interaction_id: str | None
-    interaction_token: str | None = field(repr=False)  # a credential: never in repr / logs
-    message_id: str | None
     parent_track_id: str | None
     state: str
     attempts: int
@@ -140,16 +136,10 @@ class JobRecord:
     updated_at: float
     started_at: float | None
     finished_at: float | None
-    claimed_at: float | None
-    delivered_at: float | None
 
     @property
     def finished(self) -> bool:
         return self.state in FINISHED_STATES
-
-    @property
-    def delivered(self) -> bool:
-        return self.delivered_at is not None
 
     @property
     def samples(self) -> int:
@@ -163,13 +153,6 @@ class JobRecord:
     @property
     def spec(self) -> MusicSpec:
         return spec_from_request(self.request)
-
-    def interaction_valid(self, now: float | None = None, margin: float = 30.0) -> bool:
-        """Can we still answer through the interaction (token present and not about to expire)?"""
-        if not self.interaction_token:
-            return False
-        now = time.time() if now is None else now
-        return now < self.created_at + INTERACTION_TTL - margin
 
     @classmethod
     def _from_row(cls, row: Mapping[str, Any]) -> JobRecord:
