@@ -205,10 +205,10 @@ async def test_killed_worker_batch_finishes_on_the_other_stored_and_posted_once(
 
 
 async def test_forty_jobs_from_eight_users_with_cancels_deliver_each_survivor_once(cluster, store):
-    cluster.start("w1", base=0.05, per_row=0.01, steps=2)
-    cluster.start("w2", base=0.05, per_row=0.01, steps=2)
+    cluster.start("w1", base=0.2, per_row=0.01, steps=4)
+    cluster.start("w2", base=0.2, per_row=0.01, steps=4)
     await cluster.ready(2)
-    cancelled = 0
+    cancelled = queued_cancelled = 0
     async with cluster.engine(per_user_limit=5, max_queue=40, max_batch=4) as engine:
         handles = []
         for n in range(40):
@@ -218,10 +218,11 @@ async def test_forty_jobs_from_eight_users_with_cancels_deliver_each_survivor_on
             DeliveryLedger.open(store).record(h.job_id, user_id=user, channel_id=6)  # where it is posted
             handles.append(h)
             if n in (13, 21, 29, 37):  # still queued
-                cancelled += await h.cancel()
-        for n in (0, 9):  # running by now
+                queued_cancelled += await h.cancel()
+        for n in (0, 9):  # running by now, unless a loaded machine let its short batch finish first
             await first(handles[n], ("started",))
             cancelled += await handles[n].cancel()
+        cancelled += queued_cancelled
         posted = 0
         for h in handles:
             try:
@@ -229,7 +230,8 @@ async def test_forty_jobs_from_eight_users_with_cancels_deliver_each_survivor_on
             except JobCancelled:
                 continue
             posted += deliver(store, h.job_id, tracks)
-    assert cancelled == 6
+    assert queued_cancelled == 4
+    assert cancelled == sum(h.state == "cancelled" for h in handles) >= 4
     assert posted == 40 - cancelled
     rows = [len(store.tracks_of_job(h.job_id)) for h in handles]
     assert sum(rows) == 40 - cancelled and max(rows) == 1
