@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from engine.errors import TexTuneSError, UserInputError
+from engine.replay import ReplayStream
 from engine.spec import MusicSpec, Track
 from engine.worker import BackendFactory
 
@@ -119,7 +120,7 @@ def duration_bucket(seconds: float) -> float:
 
 class _Job:
     __slots__ = (
-        "request", "job_id", "seq", "state", "attempts", "future", "history", "subscribers",
+        "request", "job_id", "seq", "state", "attempts", "future", "events",
         "last_position", "deadline", "enqueued_at", "started_at", "finished_at",
     )  # fmt: skip
 
@@ -130,8 +131,9 @@ class _Job:
         self.state = "queued"
         self.attempts = 0
         self.future: asyncio.Future[list[Track]] = loop.create_future()
-        self.history: list[JobEvent] = []
-        self.subscribers: list[asyncio.Queue[JobEvent]] = []
+        self.events: ReplayStream[JobEvent] = ReplayStream(
+            lambda event: event.kind == "progress", lambda event: event.kind in _TERMINAL
+        )
         self.last_position: int | None = None
         self.deadline = float("inf")
         self.enqueued_at = time.monotonic()
@@ -154,13 +156,7 @@ class _Job:
         return ("generate", duration_bucket(req.spec.duration), req.samples)
 
     def emit(self, event: JobEvent) -> None:
-        # keep the replay history short: only the latest progress event is worth replaying
-        if event.kind == "progress" and self.history and self.history[-1].kind == "progress":
-            self.history[-1] = event
-        else:
-            self.history.append(event)
-        for queue in self.subscribers:
-            queue.put_nowait(event)
+        self.events.emit(event)
 
 
 class JobHandle:
@@ -189,19 +185,8 @@ class JobHandle:
 
     async def events(self) -> AsyncIterator[JobEvent]:
         """Every event of the job, from the start (replayed), until it finishes."""
-        job = self._job
-        queue: asyncio.Queue[JobEvent] = asyncio.Queue()
-        for event in job.history:
-            queue.put_nowait(event)
-        job.subscribers.append(queue)
-        try:
-            while True:
-                event = await queue.get()
-                yield event
-                if event.kind in _TERMINAL:
-                    return
-        finally:
-            job.subscribers.remove(queue)
+        async for event in self._job.events.follow():
+            yield event
 
     async def result(self) -> list[Track]:
         """The job's tracks; raises ``JobFailed`` or ``JobCancelled``."""

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.replay import ReplayStream
 from engine.spec import MusicSpec
 from engine.store import JobRecord, TrackRecord
 
@@ -151,8 +152,9 @@ class RequestHandle:
         self.title = getattr(request, "title", "Music for your text")
         self.state = "analysing" if isinstance(request, DocumentRequest) else "queued"
         self._cancel = cancel
-        self._history: list[Output] = []
-        self._subscribers: list[asyncio.Queue[Output]] = []
+        self._outputs: ReplayStream[Output] = ReplayStream(
+            lambda out: isinstance(out, Progress), lambda out: out.terminal
+        )
         self._future: asyncio.Future[list[TrackRecord]] = asyncio.get_running_loop().create_future()
         self._future.add_done_callback(_consume_exception)
         self._task: asyncio.Task | None = None
@@ -170,12 +172,7 @@ class RequestHandle:
     def _emit(self, output: Output) -> None:
         if self._future.done():
             return
-        if isinstance(output, Progress) and self._history and isinstance(self._history[-1], Progress):
-            self._history[-1] = output  # only the latest progress is worth replaying
-        else:
-            self._history.append(output)
-        for queue in self._subscribers:
-            queue.put_nowait(output)
+        self._outputs.emit(output)
 
     def _finish(self, output: Output, result: list[TrackRecord] | BaseException) -> None:
         self._emit(output)
@@ -186,18 +183,8 @@ class RequestHandle:
             self._future.set_result(result)
 
     async def __aiter__(self) -> AsyncIterator[Output]:
-        queue: asyncio.Queue[Output] = asyncio.Queue()
-        for output in self._history:
-            queue.put_nowait(output)
-        self._subscribers.append(queue)
-        try:
-            while True:
-                output = await queue.get()
-                yield output
-                if output.terminal:
-                    return
-        finally:
-            self._subscribers.remove(queue)
+        async for output in self._outputs.follow():
+            yield output
 
     async def result(self) -> list[TrackRecord]:
         """The stored tracks; raises ``JobFailed`` (``reason``, friendly ``str``) or ``JobCancelled``."""
