@@ -107,6 +107,25 @@ def dense_docx(xml_bytes: int = 50_000_000) -> bytes:
 # --- PDF ----------------------------------------------------------------------------------------
 
 
+def write_pdf(objects: list[bytes], *, root: int, info: int | None = None) -> bytes:
+    """Serialise numbered PDF objects (object n is ``objects[n - 1]``) with their xref table."""
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    for offset in offsets:
+        out.write(b"%010d 00000 n \n" % offset)
+    trailer = b"<< /Size %d /Root %d 0 R" % (len(objects) + 1, root)
+    if info:
+        trailer += b" /Info %d 0 R" % info
+    out.write(b"trailer\n" + trailer + b" >>\nstartxref\n%d\n%%%%EOF\n" % xref)
+    return out.getvalue()
+
+
 def shared_stream_pdf(pages: int = 300, content_bytes: int = 10_000_000, *, distinct: int = 1) -> bytes:
     """``pages`` pages that draw ``distinct`` content streams of ``content_bytes`` each (page i draws
     stream i mod distinct; Flate: ~76 KB per stream). pypdf spends ~20 s on such a page before its
@@ -130,18 +149,7 @@ def shared_stream_pdf(pages: int = 300, content_bytes: int = 10_000_000, *, dist
             b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
             b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % (4 + i % distinct)
         )
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
-    return out.getvalue()
+    return write_pdf(objects, root=1)
 
 
 # --- mention titles ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from engine.text.ingest import (
     sample_sections,
 )
 from engine.text.language import detect_language
+from tests.hostile_inputs import write_pdf
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAD_KO = (FIXTURES / "sad_ko.txt").read_text(encoding="utf-8").strip()
@@ -76,21 +77,7 @@ def make_pdf(pages: list[str] | None = None, *, image_only: bool = False, title:
     objects[pages_id - 1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, len(page_ids))
     info = add(b"<< /Title (%s) >>" % title.encode("latin-1")) if title else None
 
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    trailer = b"<< /Size %d /Root %d 0 R" % (len(objects) + 1, catalog)
-    if info:
-        trailer += b" /Info %d 0 R" % info
-    out.write(b"trailer\n" + trailer + b" >>\nstartxref\n%d\n%%%%EOF\n" % xref)
-    return out.getvalue()
+    return write_pdf(objects, root=catalog, info=info)
 
 
 def make_docx(
