@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from engine.jobs import EngineConfig, JobEngine, JobRequest  # noqa: E402
 from engine.spec import MusicSpec  # noqa: E402
 
-SLEEPY_ENV = {"SLEEPY_BASE": "0.5", "SLEEPY_PER_ROW": "0.05", "SLEEPY_STEPS": "5"}
+SLEEPY_ENV = {"SLEEPY_RATE": "8000", "SLEEPY_BASE": "0.5", "SLEEPY_PER_ROW": "0.05", "SLEEPY_STEPS": "5"}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -176,16 +176,21 @@ async def main() -> None:
     parser.add_argument("--musicgen-jobs", type=int, default=48)
     parser.add_argument("--seconds", type=float, default=5.0, help="track length of the sleeping phases")
     parser.add_argument("--phases", default="inprocess,redis,musicgen", help="which phases to run")
+    parser.add_argument("--sample-rate", type=int, default=8000,
+                        help="sample rate of the sleeping backend's audio (MusicGen: 32000): the bytes each result moves")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="40 jobs, no MusicGen phase")
     args = parser.parse_args()
+    SLEEPY_ENV["SLEEPY_RATE"] = str(args.sample_rate)
     if args.quick:
         args.jobs, args.musicgen_jobs = 40, 0
     from tests.redis_server import RedisServer
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-broker-"))
     server = RedisServer(tmp)
+    kb = args.seconds * args.sample_rate * 4 / 1024
     print(f"redis-server on {server.url}; {args.jobs} jobs from {args.users} users; sleeping backend "
-          f"0.5 s + 0.05 s/row; {os.cpu_count()} CPUs; logs in {tmp}\n")  # fmt: skip
+          f"0.5 s + 0.05 s/row, {args.seconds:g} s of float32 mono at {args.sample_rate} Hz ({kb:.0f} KB) per "
+          f"job; {os.cpu_count()} CPUs; logs in {tmp}\n")  # fmt: skip
     sleepy = ["--factory", "tests.sleepy_backend:make", "--isolation", "thread"]
     phases = set(args.phases.split(","))
     rows = [await phase_in_process(args)] if "inprocess" in phases else []

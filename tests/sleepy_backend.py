@@ -2,7 +2,7 @@
 
 Configured from the environment so worker processes (``textunes worker --factory
 tests.sleepy_backend:make``) and their spawned model children agree:
-``SLEEPY_BASE`` seconds per call plus ``SLEEPY_PER_ROW`` per track, in ``SLEEPY_STEPS`` progress
+``SLEEPY_RATE`` Hz (8000), ``SLEEPY_BASE`` seconds per call plus ``SLEEPY_PER_ROW`` per track, in ``SLEEPY_STEPS`` progress
 steps; every call appends one JSON line (pid, prompts, time) to ``SLEEPY_LOG`` if set. A prompt
 containing ``CRASH!`` kills the process that runs the model (a segfault stand-in).
 """
@@ -19,7 +19,7 @@ import numpy as np
 from engine.generation.base import GenerationCancelled
 from engine.spec import Track
 
-SAMPLE_RATE = 8000
+SAMPLE_RATE = int(os.environ.get("SLEEPY_RATE", "8000"))
 
 
 class SleepyBackend:
