@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import UserInputError
-from engine.spec import Track
+from engine.spec import EncodedAudio, Track
 
 FORMATS = ("wav", "mp3", "ogg")
 # Highest first; encode_to_fit walks down this ladder.
@@ -339,7 +339,7 @@ def finish(
         "fade_in": 0.0 if loop else fade_in,
         "fade_out": 0.0 if loop else fade_out,
         "target_lufs": target_lufs,
-        "lufs": measured,
+        "lufs": float(measured) if np.isfinite(measured) else None,  # silence has no loudness (JSON has no -inf)
         "loop": loop,
     }
     return replace(track, audio=audio, spec=track.spec.with_(duration=duration), meta=meta)
@@ -395,6 +395,16 @@ def encode(track: Track, fmt: str = "mp3", bitrate: str = "192k") -> bytes:
             f"Could not encode the track as {fmt} at {bitrate}: {str(exc).strip()[-300:]}"
         ) from exc
     return buf.getvalue()
+
+
+def finish_and_encode(track: Track, fmt: str, *, duration: float | None = None, loop: bool = False) -> Track:
+    """``finish`` the track, then encode it as ``fmt``: the result carries both the finished samples
+    and the file (``encoded``), so whoever stores it never encodes again."""
+    fmt = _check_format(fmt)
+    finished = finish(track, duration=duration, loop=loop)
+    audio = _as_2d(finished.audio)
+    data = encode(finished, fmt)
+    return replace(finished, encoded=EncodedAudio(data, fmt, int(audio.shape[0]), int(audio.shape[1])))
 
 
 def _kbps(bitrate: str) -> int:

@@ -96,6 +96,17 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class Finishing:
+    """What the executor does to each track before it returns it: ``engine.audio.finish`` to
+    ``duration`` (None: keep the generated length) or into a ``loop``, then encode as ``format``.
+    Done where the track was made, so a remote worker sends a small file, not raw samples."""
+
+    format: str = "mp3"
+    duration: float | None = None
+    loop: bool = False
+
+
+@dataclass(frozen=True)
 class JobRequest:
     user_id: str
     spec: MusicSpec
@@ -105,6 +116,7 @@ class JobRequest:
     job_id: str | None = None
     continue_from: Track | None = None
     extend_seconds: float = 0.0
+    finishing: Finishing | None = None  # None: the raw tracks come back
 
 
 def duration_bucket(seconds: float) -> float:

@@ -27,6 +27,7 @@ import logging
 from typing import Any
 
 from engine.errors import TexTuneSError, UserInputError
+from engine.job_types import Finishing
 from engine.jobs import JobCancelled, JobEngine, JobFailed, JobRequest
 from engine.limits import OVERRIDE_KEYS, Limits, check_override, resolve_limits
 from engine.requests import (
@@ -426,6 +427,9 @@ class MusicService:
                 if request.keep_seconds is not None:  # a variation: the opening only, the rest anew
                     keep = max(int(round(continue_from.sample_rate * request.keep_seconds)), 1)
                     continue_from = dataclasses.replace(continue_from, audio=continue_from.audio[:, :keep])
+            fmt = await self.store.aio.call(self._format_for, handle.requester.user_id)
+            # a continuation keeps its new, longer length; a fresh track gets exactly what was asked
+            duration = None if request.continue_from_track_id else request.spec.duration
             engine_handle = await self.engine.submit(
                 JobRequest(
                     user_id=handle.requester.user_id,
@@ -436,6 +440,9 @@ class MusicService:
                     job_id=job_id,
                     continue_from=continue_from,
                     extend_seconds=request.extend_seconds,
+                    # finished and encoded by the executor: a remote worker sends the file, and
+                    # this process never spends its CPU on encoding
+                    finishing=Finishing(format=fmt, duration=duration, loop=request.loop),
                 )
             )
         except asyncio.CancelledError:
@@ -470,7 +477,6 @@ class MusicService:
             await self._fail(handle, str(exc), exc.reason)
             return
         try:
-            fmt = await self.store.aio.call(self._format_for, handle.requester.user_id)
             records = await asyncio.to_thread(self._finish_and_store, job_id, request, analysis, tracks, fmt)
             await self.store.aio.mark_done(job_id)  # posting, if any, is the front end's
         except Exception:
@@ -495,14 +501,14 @@ class MusicService:
         tracks: list[Track],
         fmt: str,
     ) -> list[TrackRecord]:
-        from engine.audio import finish
+        from engine.audio import finish_and_encode
 
         records = []
         for index, track in enumerate(tracks):
-            # a continuation keeps its new, longer length; a fresh track gets exactly what was asked
-            duration = None if request.continue_from_track_id else request.spec.duration
-            finished = finish(track, duration=duration, loop=request.loop)
-            records.append(self.store.add_track(job_id, finished, fmt=fmt, index=index, analysis=analysis))
+            if track.encoded is None:  # an executor from before finishing moved there
+                duration = None if request.continue_from_track_id else request.spec.duration
+                track = finish_and_encode(track, fmt, duration=duration, loop=request.loop)
+            records.append(self.store.add_track(job_id, track, fmt=fmt, index=index, analysis=analysis))
         return records
 
     # -- what front ends read -------------------------------------------------------------------

@@ -36,11 +36,24 @@ class MusicSpec:
         return replace(self, **changes)
 
 
+@dataclass(frozen=True)
+class EncodedAudio:
+    """A finished track's file (wav/mp3/ogg), encoded where the track was made: a remote worker
+    sends this instead of the raw samples, and the store keeps it as it is."""
+
+    data: bytes
+    format: str
+    channels: int
+    frames: int
+
+
 @dataclass
 class Track:
     """One generated piece of audio.
 
-    ``audio`` is float32 in [-1, 1] with shape ``(channels, samples)``.
+    ``audio`` is float32 in [-1, 1] with shape ``(channels, samples)``. A track that came back
+    from a remote worker already finished and encoded carries ``encoded`` and no samples
+    (``audio`` has zero frames); ``duration``, ``channels`` and ``frames`` describe it either way.
     """
 
     audio: np.ndarray
@@ -51,11 +64,18 @@ class Track:
     model: str  # model id / path, or the arranger's soundfont name
     midi: bytes | None = None  # the arrangement (arranger backend) so creators can edit it
     meta: dict = field(default_factory=dict)
+    encoded: EncodedAudio | None = None
+
+    @property
+    def frames(self) -> int:
+        return int(self.encoded.frames) if self.encoded is not None else int(self.audio.shape[-1])
 
     @property
     def duration(self) -> float:
-        return self.audio.shape[-1] / float(self.sample_rate)
+        return self.frames / float(self.sample_rate)
 
     @property
     def channels(self) -> int:
-        return int(self.audio.shape[0])
+        if self.encoded is not None:
+            return int(self.encoded.channels)
+        return 1 if np.ndim(self.audio) == 1 else int(self.audio.shape[0])

@@ -151,6 +151,29 @@ async def test_four_compatible_jobs_make_one_generate_call_on_a_remote_worker(cl
     assert engine.stats["calls"] == 2 and engine.stats["batched_jobs"] == 5
 
 
+async def test_the_worker_finishes_and_encodes_so_only_the_file_crosses_redis(cluster, store):
+    from engine.job_types import Finishing
+
+    cluster.start("w1", base=0.1, per_row=0.0)
+    await cluster.ready(1)
+    how = Finishing(format="mp3", duration=4.0)
+    async with cluster.engine() as engine:
+        handle = await engine.submit(JobRequest(user_id="a", spec=spec("fin"), job_id="fin-1", finishing=how))
+        (track,) = await asyncio.wait_for(handle.result(), 60)
+    assert track.encoded.format == "mp3" and track.encoded.data[:3] == b"ID3"
+    assert track.frames == 4 * 8000 and track.audio.shape[1] == 0  # trimmed to 4 s on the worker
+    assert track.meta["finish"]["duration"] == 4.0
+    entries = await cluster.redis.xrange(f"{cluster.prefix}:results")
+    (fields,) = [f for _id, f in entries if json.loads(f[b"result"])["job_id"] == "fin-1"]
+    assert fields[b"audio:0"] == track.encoded.data and len(fields[b"audio:0"]) < 5 * 8000 * 4 / 2
+
+    store.create_job(user_id="a", request={"spec": spec("fin")}, job_id="fin-1")
+    assert deliver(store, "fin-1", [track])  # stored as the worker encoded it, never re-encoded
+    (record,) = store.tracks_of_job("fin-1")
+    assert record.format == "mp3" and record.path.read_bytes() == track.encoded.data
+    assert record.frames == 32000 and store.load_track(record.id).audio.shape == (1, 32000)
+
+
 async def _round_robin_order(engine: JobEngine) -> None:
     blocker = await engine.submit(JobRequest(user_id="z", spec=spec("blocker")))
     await first(blocker)
@@ -392,6 +415,38 @@ def test_wire_round_trip_is_exact_and_refuses_entries_that_lie_about_their_size(
         decode_result({**fields, b"audio:0": fields[b"audio:0"][:-4]})  # truncated
     with pytest.raises(WireError):
         decode_result({b"result": b"{not json"})
+
+
+def test_wire_carries_a_finished_track_as_its_file_and_a_batch_its_finishing():
+    import numpy as np
+
+    from engine.broker.base import BatchItem, Outcome
+    from engine.broker.wire import WireError, decode_batch, decode_result, encode_batch, encode_result
+    from engine.job_types import Finishing
+    from engine.spec import EncodedAudio, Track
+
+    file = EncodedAudio(b"ID3" + bytes(range(256)) * 40, "mp3", 2, 32000)
+    track = Track(np.zeros((2, 32000), np.float32), 8000, spec("done"), 1, "sleepy", "m", encoded=file)
+    fields = {k.encode(): v for k, v in encode_result("j1", Outcome("done", tracks=[track]), {}).items()}
+    assert fields[b"audio:0"] == file.data  # the file travels, not 256 KB of samples
+    (back,) = decode_result(fields)[1].tracks
+    assert back.encoded == file and back.audio.shape == (2, 0)
+    assert (back.frames, back.channels, back.duration) == (32000, 2, 4.0)
+
+    head = json.loads(fields[b"result"])
+    for lie in ({"format": "exe"}, {"frames": 8000 * 7200}):
+        bad = dict(head, tracks=[dict(head["tracks"][0], **lie)])
+        with pytest.raises(WireError):
+            decode_result({**fields, b"result": json.dumps(bad).encode()})
+
+    how = Finishing(format="ogg", duration=12.5, loop=True)
+    request = JobRequest(user_id="u", spec=spec("loop me"), finishing=how)
+    batch = {k.encode(): v for k, v in encode_batch("b1", [BatchItem("j2", request)]).items()}
+    assert decode_batch(batch)[1][0].request.finishing == how
+    raw = json.loads(batch[b"batch"])
+    raw["jobs"][0]["finishing"]["format"] = "exe"
+    with pytest.raises(WireError):
+        decode_batch({b"batch": json.dumps(raw).encode()})
 
 
 async def test_metrics_endpoint_reports_queue_batches_latency_and_workers(monkeypatch, tmp_path):

@@ -6,6 +6,7 @@ batch behaves the same wherever it runs. Errors arrive classified from ``engine.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -144,4 +145,24 @@ class BatchRun:
         for item in live:
             mine, at = tracks[at : at + item.tracks_out], at + item.tracks_out
             if self.wanted(item.job_id):  # a job cancelled mid-batch just drops its tracks
-                self.outcomes[item.job_id] = Outcome("done", tracks=list(mine))
+                self.outcomes[item.job_id] = await finished(item, list(mine))
+
+
+async def finished(item: BatchItem, tracks: list) -> Outcome:
+    """The job's tracks finished and encoded as its request asks (off the event loop), or a failure."""
+    how = item.request.finishing
+    if how is None:
+        return Outcome("done", tracks=tracks)
+    from engine.audio import finish_and_encode
+    from engine.errors import TexTuneSError
+
+    def run() -> list:
+        return [finish_and_encode(t, how.format, duration=how.duration, loop=how.loop) for t in tracks]
+
+    try:
+        return Outcome("done", tracks=await asyncio.to_thread(run))
+    except TexTuneSError as exc:
+        return failure(f"The track was made but could not be finished: {exc}", "finish", str(exc))
+    except Exception as exc:  # an encoder crash: the track is lost, the worker lives on
+        log.exception("finishing job %s failed", item.job_id)
+        return failure("The track was made but could not be encoded. Please try again.", "finish", repr(exc))

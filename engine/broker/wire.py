@@ -1,7 +1,8 @@
 """What travels through Redis: key names, batch and result entries (JSON + raw audio), Lua scripts.
 
-Nothing here is pickled: a Redis entry is data, never code. Audio travels as raw float32 (exact;
-no codec on the event loop) and every decode is checked against its declared, capped size.
+Nothing here is pickled: a Redis entry is data, never code. A finished track travels as its
+encoded file (the worker finished and encoded it); raw audio (a continuation's source, a job that
+asked for no finishing) as float32 (exact). Every decode is checked against its declared, capped size.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from typing import Any
 import numpy as np
 
 from engine.broker.base import BatchItem, Outcome
-from engine.job_types import JobRequest
-from engine.spec import MusicSpec, Track
+from engine.job_types import Finishing, JobRequest
+from engine.spec import EncodedAudio, MusicSpec, Track
 
 MAX_SECONDS = 1200.0  # no track we make is longer; a bigger decode is refused
 MAX_CHANNELS = 2
 MAX_FIELD_BYTES = 512 * 1024 * 1024  # one field; 20 minutes of stereo 48 kHz float32 is 461 MB
 MAX_JSON_BYTES = 4 * 1024 * 1024
+AUDIO_FILE_FORMATS = ("wav", "mp3", "ogg")  # what a worker may finish a track as
 
 
 class WireError(ValueError):
@@ -113,10 +115,8 @@ def decode_audio(data: bytes | None, sample_rate: int, channels: int, frames: in
 
 
 def _track_head(track: Track, audio_field: str) -> tuple[dict, bytes]:
-    audio = np.asarray(track.audio)
-    if audio.ndim == 1:
-        audio = audio[None, :]
-    data = encode_audio(audio)
+    """The track's description and its one big field: the finished file when it has one (a few
+    hundred KB), else the raw samples."""
     head = {
         "sample_rate": int(track.sample_rate),
         "spec": spec_to_json(track.spec),
@@ -124,12 +124,18 @@ def _track_head(track: Track, audio_field: str) -> tuple[dict, bytes]:
         "backend": str(track.backend),
         "model": str(track.model),
         "meta": track.meta,
-        "channels": int(audio.shape[0]),
-        "frames": int(audio.shape[1]),
         "audio": audio_field,
         "midi": track.midi is not None,
     }
-    return head, data
+    if track.encoded is not None:
+        enc = track.encoded
+        head.update(channels=int(enc.channels), frames=int(enc.frames), format=str(enc.format))
+        return head, bytes(enc.data)
+    audio = np.asarray(track.audio)
+    if audio.ndim == 1:
+        audio = audio[None, :]
+    head.update(channels=int(audio.shape[0]), frames=int(audio.shape[1]))
+    return head, encode_audio(audio)
 
 
 def _track_from(head: dict, fields: dict[bytes, bytes], audio_field: str) -> Track:
@@ -139,10 +145,20 @@ def _track_from(head: dict, fields: dict[bytes, bytes], audio_field: str) -> Tra
     midi = fields.get(f"midi:{audio_field}".encode()) if head.get("midi") else None
     if midi is not None and len(midi) > MAX_FIELD_BYTES:
         raise WireError("oversized MIDI")
+    channels, frames = int(head["channels"]), int(head["frames"])
+    encoded = None
+    if head.get("format") is not None:
+        data = fields.get(audio_field.encode())
+        if head["format"] not in AUDIO_FILE_FORMATS or not 1 <= channels <= MAX_CHANNELS:
+            raise WireError("unknown audio file format")
+        if not data or len(data) > MAX_FIELD_BYTES or not 0 <= frames <= int(MAX_SECONDS * rate):
+            raise WireError("missing or oversized audio file")
+        encoded = EncodedAudio(bytes(data), str(head["format"]), channels, frames)
+        audio = np.zeros((channels, 0), dtype=np.float32)  # the samples stay on the worker
+    else:
+        audio = decode_audio(fields.get(audio_field.encode()), rate, channels, frames)
     return Track(
-        audio=decode_audio(
-            fields.get(audio_field.encode()), rate, int(head["channels"]), int(head["frames"])
-        ),
+        audio=audio,
         sample_rate=rate,
         spec=spec_from_json(head["spec"]),
         seed=int(head["seed"]),
@@ -150,6 +166,20 @@ def _track_from(head: dict, fields: dict[bytes, bytes], audio_field: str) -> Tra
         model=str(head["model"]),
         midi=midi,
         meta=dict(head.get("meta") or {}),
+        encoded=encoded,
+    )
+
+
+def _finishing_from(data: Any) -> Finishing | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict) or data.get("format") not in AUDIO_FILE_FORMATS:
+        raise WireError("bad finishing")
+    duration = data.get("duration")
+    return Finishing(
+        format=str(data["format"]),
+        duration=None if duration is None else float(duration),
+        loop=bool(data.get("loop", False)),
     )
 
 
@@ -170,6 +200,7 @@ def encode_batch(batch_id: str, items: list[BatchItem]) -> dict[str, bytes]:
             "seed": req.seed,
             "extend_seconds": req.extend_seconds,
             "continue_from": None,
+            "finishing": dataclasses.asdict(req.finishing) if req.finishing is not None else None,
         }
         if req.continue_from is not None:
             name = f"audio:{n}"
@@ -198,6 +229,7 @@ def decode_batch(fields: dict[bytes, bytes]) -> tuple[dict, list[BatchItem]]:
                 job_id=str(job["job_id"]),
                 continue_from=_track_from(cont, fields, cont["audio"]) if cont else None,
                 extend_seconds=float(job.get("extend_seconds") or 0.0),
+                finishing=_finishing_from(job.get("finishing")),
             )
             items.append(BatchItem(str(job["job_id"]), request))
     except (KeyError, TypeError, ValueError) as exc:

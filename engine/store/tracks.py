@@ -104,12 +104,11 @@ class TracksMixin(StoreBase):
         job = self.get_job(job_id)
         if job is None:
             raise KeyError(f"no job {job_id!r}")
-        audio = np.asarray(track.audio)
-        if audio.ndim == 1:
-            audio = audio[None, :]
         track_id = uuid.uuid4().hex[:16]
-        # the expensive part (encoding) runs outside the lock
-        data = _encode_audio(track, fmt)
+        if track.encoded is not None:  # finished and encoded where it was made: kept as it is
+            fmt, data = track.encoded.format, track.encoded.data
+        else:  # the expensive part (encoding) runs outside the lock
+            data = _encode_audio(track, fmt)
         audio_path = self.files_dir / f"{track_id}.{fmt}"
         _write_atomically(audio_path, data)
         midi_path = None
@@ -134,10 +133,10 @@ class TracksMixin(StoreBase):
             "file": audio_path.name,
             "midi_file": midi_path.name if midi_path else None,
             "sha256": hashlib.sha256(data).hexdigest(),
-            "duration": float(audio.shape[1] / track.sample_rate),
+            "duration": float(track.duration),
             "sample_rate": int(track.sample_rate),
-            "channels": int(audio.shape[0]),
-            "frames": int(audio.shape[1]),
+            "channels": track.channels,
+            "frames": track.frames,
             "format": fmt,
             "bytes": len(data),
             "midi_bytes": len(track.midi or b""),
