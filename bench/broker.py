@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine.job_types import Finishing  # noqa: E402
 from engine.jobs import EngineConfig, JobEngine, JobRequest  # noqa: E402
 from engine.spec import MusicSpec  # noqa: E402
 
@@ -48,7 +49,7 @@ async def ticker(stop: asyncio.Event, lags: list[float]) -> None:
         lags.append(time.perf_counter() - t - 0.01)
 
 
-async def run_burst(engine: JobEngine, jobs: int, users: int, duration: float) -> dict:
+async def run_burst(engine: JobEngine, jobs: int, users: int, duration: float, finishing=None) -> dict:
     lags: list[float] = []
     stop = asyncio.Event()
     tick = asyncio.create_task(ticker(stop, lags))
@@ -56,7 +57,8 @@ async def run_burst(engine: JobEngine, jobs: int, users: int, duration: float) -
     handles = []
     for n in range(jobs):
         spec = MusicSpec(prompt=f"calm lofi piano take {n}", duration=duration)
-        handles.append(await engine.submit(JobRequest(user_id=f"user{n % users}", spec=spec)))
+        request = JobRequest(user_id=f"user{n % users}", spec=spec, finishing=finishing)
+        handles.append(await engine.submit(request))
     for h in handles:
         await h.result()
     wall = time.perf_counter() - t0
@@ -72,6 +74,11 @@ async def run_burst(engine: JobEngine, jobs: int, users: int, duration: float) -
         "lag99": pct(lags, 99) * 1000,
         "lagmax": max(lags) * 1000 if lags else float("nan"),
     }
+
+
+def finishing_of(args, duration: float) -> Finishing | None:
+    """What the service asks of every job (finish to the duration, encode), unless --format none."""
+    return None if args.format == "none" else Finishing(format=args.format, duration=duration)
 
 
 def start_workers(url: str, prefix: str, count: int, extra: list[str], env: dict, logdir: Path) -> list:
@@ -117,7 +124,7 @@ async def phase_in_process(args) -> dict:
     os.environ.update(SLEEPY_ENV)
     config = EngineConfig(backend_factory=make, per_user_limit=args.jobs, max_queue=args.jobs, broker_url="")
     async with JobEngine(config) as engine:
-        row = await run_burst(engine, args.jobs, args.users, 5.0)
+        row = await run_burst(engine, args.jobs, args.users, args.seconds, finishing_of(args, args.seconds))
     row.update(setup="in-process", workers=1, added50=0.0, added95=0.0)
     return row
 
@@ -131,12 +138,12 @@ async def phase_redis(args, url: str, workers: int, *, extra: list[str], env: di
         config = EngineConfig(broker_url=url, broker_prefix=prefix, per_user_limit=jobs, max_queue=jobs)
         async with JobEngine(config) as engine:
             if warmup:  # one fixed-seed job per worker (each runs alone): first-call costs stay out
-                warm = [JobRequest(user_id=f"warm{n}", spec=MusicSpec(prompt="warm up", duration=duration), seed=n)
-                        for n in range(workers)]  # fmt: skip
+                warm = [JobRequest(user_id=f"warm{n}", spec=MusicSpec(prompt="warm up", duration=duration), seed=n,
+                                   finishing=finishing_of(args, duration)) for n in range(workers)]  # fmt: skip
                 await asyncio.gather(*[(await engine.submit(w)).result() for w in warm])
                 engine.stats.update(calls=0, batched_jobs=0)
                 engine._broker.timings.clear()
-            row = await run_burst(engine, jobs, users, duration)
+            row = await run_burst(engine, jobs, users, duration, finishing_of(args, duration))
             timings = [t for t in engine._broker.timings if {"received", "sent", "finished"} <= t.keys()]
             added = [(t["received"] - t["sent"]) + (t["read_at"] - t["finished"]) for t in timings]
             if os.environ.get("BENCH_DEBUG"):
@@ -178,6 +185,8 @@ async def main() -> None:
     parser.add_argument("--phases", default="inprocess,redis,musicgen", help="which phases to run")
     parser.add_argument("--sample-rate", type=int, default=8000,
                         help="sample rate of the sleeping backend's audio (MusicGen: 32000): the bytes each result moves")  # fmt: skip
+    parser.add_argument("--format", default="none", choices=("none", "wav", "mp3", "ogg"),
+                        help="finish and encode each track on its executor, as the service asks (none: raw float32)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="40 jobs, no MusicGen phase")
     args = parser.parse_args()
     SLEEPY_ENV["SLEEPY_RATE"] = str(args.sample_rate)
@@ -189,8 +198,9 @@ async def main() -> None:
     server = RedisServer(tmp)
     kb = args.seconds * args.sample_rate * 4 / 1024
     print(f"redis-server on {server.url}; {args.jobs} jobs from {args.users} users; sleeping backend "
-          f"0.5 s + 0.05 s/row, {args.seconds:g} s of float32 mono at {args.sample_rate} Hz ({kb:.0f} KB) per "
-          f"job; {os.cpu_count()} CPUs; logs in {tmp}\n")  # fmt: skip
+          f"0.5 s + 0.05 s/row, {args.seconds:g} s mono at {args.sample_rate} Hz per job, sent as "
+          f"{'float32 (' + format(kb, '.0f') + ' KB)' if args.format == 'none' else 'a finished ' + args.format} "
+          f"file; {os.cpu_count()} CPUs; logs in {tmp}\n")  # fmt: skip
     sleepy = ["--factory", "tests.sleepy_backend:make", "--isolation", "thread"]
     phases = set(args.phases.split(","))
     rows = [await phase_in_process(args)] if "inprocess" in phases else []
