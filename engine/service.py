@@ -10,8 +10,9 @@
 
 Like vLLM's ``AsyncLLM``: a request goes in, a handle streams typed outputs. The service records the
 job in the store, reads and analyses a document in the analysis sandbox (``engine.text.sandbox``),
-submits to the ``JobEngine``, keeps the job's state in the store, finishes the audio (duration,
-fades, loudness, loop) in the requester's ``/settings`` format and stores the tracks. Front ends
+submits to the ``JobEngine`` with how each track is to be finished (duration, fades, loudness,
+loop, the requester's ``/settings`` format: the executor does it, on a remote worker if there is
+one), keeps the job's state in the store and stores the finished files. Front ends
 (the Discord bot, the CLI) only show outputs; posting to Discord stays in ``bot/``.
 
 One admission check (``admit``) enforces one ``Limits`` (``engine.limits``): the operator's caps,
