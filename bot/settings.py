@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bot.ratelimit import Rate
 from engine.errors import UserInputError
+from engine.limits import Limits, LimitsError
 
 
 class SettingsError(UserInputError):
@@ -103,13 +104,10 @@ class Settings:
                 return False
             raise SettingsError(f"{name} must be 1 or 0 (true/false), got {raw!r}.")
 
-        def rate(raw: str | None, name: str, default: Rate) -> Rate:
-            if raw is None:
-                return default
-            try:
-                return Rate.parse(raw, name)
-            except UserInputError as exc:
-                raise SettingsError(str(exc)) from None
+        try:  # the caps: one reader for the bot, the CLI and the engine's service
+            limits = Limits.from_env(env)
+        except LimitsError as exc:
+            raise SettingsError(str(exc)) from None
 
         backend = (text("TEXTUNES_BACKEND", "auto") or "auto").lower()
         if backend not in ("auto", "musicgen", "arranger"):
@@ -129,14 +127,14 @@ class Settings:
             device=text("TEXTUNES_DEVICE", "auto") or "auto",
             dtype=text("TEXTUNES_DTYPE", "auto") or "auto",
             worker=worker,
-            per_user_jobs=number("TEXTUNES_MAX_JOBS_PER_USER", 2),
-            max_queue=number("TEXTUNES_MAX_QUEUE", 50),
-            max_total_queue=number("TEXTUNES_MAX_TOTAL_QUEUE", 1000),
-            max_duration=number("TEXTUNES_MAX_DURATION", 120.0, float),
-            max_samples=number("TEXTUNES_MAX_SAMPLES", 4),
-            max_file_bytes=number("TEXTUNES_MAX_FILE_BYTES", 2_000_000),
-            user_rate=rate(text("TEXTUNES_USER_RATE"), "TEXTUNES_USER_RATE", Rate(6, 60.0)),
-            guild_rate=rate(text("TEXTUNES_GUILD_RATE"), "TEXTUNES_GUILD_RATE", Rate(30, 60.0)),
+            per_user_jobs=limits.jobs_per_user,
+            max_queue=limits.queue_size,
+            max_total_queue=limits.total_queue,
+            max_duration=limits.max_duration,
+            max_samples=limits.max_samples,
+            max_file_bytes=limits.max_file_bytes,
+            user_rate=Rate(*limits.user_rate) if limits.user_rate[0] else Rate(0),
+            guild_rate=Rate(*limits.guild_rate) if limits.guild_rate[0] else Rate(0),
             data_dir=Path(text("TEXTUNES_DATA_DIR", "var") or "var"),
             store_path=Path(store) if store else None,
             audio_format=audio_format,

@@ -113,14 +113,16 @@ def test_missing_token_is_a_friendly_error(
 
 
 def test_env_example_documents_every_setting() -> None:
-    """Each variable Settings.from_env reads appears in .env.example."""
+    """Each variable Settings.from_env reads (itself or through Limits.from_env) appears in .env.example."""
     import inspect
     import re
 
     import bot.settings
+    import engine.limits
 
     source = inspect.getsource(bot.settings.Settings.from_env)
-    read = set(re.findall(r'(?:text|number)\("([A-Z_]+)"', source))
+    source += inspect.getsource(engine.limits.Limits.from_env)  # the caps' one reader
+    read = set(re.findall(r'(?:text|number|rate)\("([A-Z_]+)"', source))
     example = (Path(__file__).parents[1] / ".env.example").read_text()
     assert read and len(read) >= 15
     missing = {name for name in read if not re.search(rf"^#?\s*{name}=", example, re.M)}
