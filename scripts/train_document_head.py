@@ -17,8 +17,19 @@ Needs the sentence heads (scripts/train_text_models.py) in --out. Two fits:
     then came out sad (0.97 / 0.95 sadness on the examples in tests/test_document_mood.py).
   Documents with 2–4 emotional comments among neutral ones were tried as well (they teach the head
   to look past neutral lines, but cost the neutral class 0.2–0.4 on the tune part; see NOTES).
-  Neutral documents weigh NEUTRAL_WEIGHT: the neutral class trades off against stories whose
-  sentences each read as neutral (1.0 / 1.2 / 1.5 / 2.0: tune-part neutral 0.70 / 0.77 / 0.87 / 0.87).
+  Neutral against anger: the sentence heads read calm but argumentative Reddit comments as mild
+  anger, and a heavier neutral class (NEUTRAL_WEIGHT) trades anger for neutral and also pulls
+  stories whose narrative lines each read neutral (the issue's sad story) to neutral. So neutral
+  documents weigh 1.0 and the neutral score is raised only as far as the text reads like a comment:
+  + COMMENT_NEUTRAL_OFFSET × (1 − literary share) (``DocumentHead.probabilities``). Chosen on the
+  tune part only, split in two by row (every other row of each label's pool; 60 documents per
+  label from each; fit on one, score the other, both ways; see NOTES-h-mood.md): anger / neutral /
+  min over the 7 labels = weight 1.2, offset 0: 0.82 / 0.78 / 0.775; weight 1.5: 0.81 / 0.82 /
+  0.808, but the sad story turns neutral; weight 1.0 with offset 0.2 / 0.3 / 0.4 / 0.5 / 0.6:
+  min 0.775 / 0.783 / 0.808 / 0.792 / 0.783 (0.4: anger 0.81, neutral 0.82), the story stays
+  sadness 0.52. Extra pooled features (share of sentences per argmax label, share with
+  p_neutral > 0.5, top-2 and quantile means, mean log-probabilities, valence spread, the ensemble
+  members' own probabilities) and more documents (150 per label) did not move the min above 0.808.
 The "report" halves and the poem csv's dev/test splits stay unseen: bench/text_quality.py scores
 them. Writes ``document_head.npz`` (prototypes, weight, bias; arrays only) and
 ``document_head.json``. About a minute on 2 cores.
@@ -59,7 +70,8 @@ SEED = 13
 C = 0.3  # inverse L2 strength of the softmax (0.3 vs 1.0: chosen on the tune part)
 PER_CLASS = 60
 KO_SHARE = 0.3
-NEUTRAL_WEIGHT = 1.2
+NEUTRAL_WEIGHT = 1.0
+COMMENT_NEUTRAL_OFFSET = 0.4  # neutral score + this × (1 − literary share); see the docstring
 
 
 def prototypes(models: TextModels) -> np.ndarray:
@@ -169,7 +181,8 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, Any]:
         "salience_power": SALIENCE_POWER,
         "prototype_scale": PROTOTYPE_SCALE,
         "descriptions_sha256_16": descriptions_digest(),
-        "training": {"seed": SEED, "C": C, "neutral_weight": NEUTRAL_WEIGHT, "documents": counts, "train_accuracy": round(train_acc, 4)},
+        "comment_neutral_offset": COMMENT_NEUTRAL_OFFSET,
+        "training": {"seed": SEED, "C": C, "neutral_weight": NEUTRAL_WEIGHT, "comment_neutral_offset": COMMENT_NEUTRAL_OFFSET, "documents": counts, "train_accuracy": round(train_acc, 4)},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(

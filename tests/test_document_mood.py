@@ -15,6 +15,7 @@ from engine.text.labels import EKMAN_LABELS
 from engine.text.mood import (
     DOC_HEAD_FILE,
     DOC_META_FILE,
+    LITERARY_COLUMN,
     MODEL_FILES_DIR,
     DocumentHead,
     descriptions_digest,
@@ -217,6 +218,20 @@ def test_review_sentiment_counts_only_as_far_as_korean_text_reads_like_a_comment
     assert review.review_sentiment is not None and review.valence > plain.valence
     assert story.valence == pytest.approx(plain.valence, abs=1e-6) and story.valence < 0
     assert english.review_sentiment is None
+
+
+def test_the_comment_neutral_offset_fades_with_the_literary_register() -> None:
+    n = len(EKMAN_LABELS)
+    neutral = EKMAN_LABELS.index("neutral")
+    head = DocumentHead(np.eye(n, 512, dtype=np.float32), np.zeros(513, np.float32),
+                        np.zeros((n, 52), np.float32), np.zeros(n, np.float32), {"comment_neutral_offset": 0.4})  # fmt: skip
+    comment, story = np.zeros((2, 52), np.float32), np.zeros((2, 52), np.float32)
+    comment[:, LITERARY_COLUMN], story[:, LITERARY_COLUMN] = 0.0, 1.0
+    p_comment, p_story = head.probabilities(comment)[0], head.probabilities(story)[0]
+    assert p_comment[neutral] == pytest.approx(np.exp(0.4) / (np.exp(0.4) + n - 1), rel=1e-5)
+    assert p_story == pytest.approx(np.full(n, 1.0 / n), rel=1e-5)  # prose: no raise at all
+    stored = load_document_head(str(MODEL_FILES_DIR))
+    assert stored is not None and 0.0 < stored.meta["comment_neutral_offset"] < 2.0
 
 
 def test_neutral_documents_quote_their_strongest_valence() -> None:

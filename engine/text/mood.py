@@ -51,8 +51,10 @@ HEAD_VA_SHARE = 0.5  # the emotions' point on the plane: head and pooled probabi
 # (1.0: −0.09) — stories read 0.6–0.85 literary, reviews 0.12–0.69 (median 0.41).
 REVIEW_SENTIMENT_SHARE = 0.7
 REVIEW_SENTIMENT_LANGUAGES = ("ko",)
-# where document_features puts the cosines of the (salience-weighted) document to the prototypes
+# where document_features puts the cosines of the (salience-weighted) document to the prototypes,
+# and the literary share
 PROTOTYPE_COLUMNS = slice(3 * len(EKMAN_LABELS), 4 * len(EKMAN_LABELS))
+LITERARY_COLUMN = 5 * len(EKMAN_LABELS) + 2
 
 # Regression head output → mood-plane scale, per language head: std of the labels' circumplex
 # placement / std of the head's predictions. scripts/train_text_models.py measures it on the
@@ -85,7 +87,16 @@ class DocumentHead:
         return float(self.meta.get("language_share", {}).get(language, 0.0))
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """Softmax of the linear scores; the neutral score is raised by ``meta["comment_neutral_offset"]``
+        × (1 − literary share): the sentence heads read calm but argumentative online comments as
+        mild anger, while in stories and poems (literary share near 1) it is the other way round —
+        narrative lines read neutral and the feeling is shown — so the raise fades with the register.
+        """
         z = features @ self.weight.T + self.bias
+        offset = float(self.meta.get("comment_neutral_offset", 0.0))
+        if offset:
+            z = z.copy()
+            z[..., _NEUTRAL] += offset * (1.0 - features[..., LITERARY_COLUMN])
         z = z - z.max(axis=-1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=-1, keepdims=True)
