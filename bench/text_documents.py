@@ -4,7 +4,8 @@
 
 Runs the real ``Analyzer.analyze_batch`` (the product path) on the sets of
 ``engine.text.datasets`` — one-emotion documents (8 GoEmotions dev comments of one label), Korean
-documents of 8 held-out NSMC reviews of one polarity, negative/positive poem verses and stanzas
+documents of 8 held-out NSMC reviews of one polarity, of 4 held-out KOTE comments of one Ekman
+label, negative/positive poem verses and stanzas
 (3 polar + 3 "no impact" verses) of the poem csv's test split, EmoBank dev sentences grouped by
 source document — once with the trained document head and once without it (salience-weighted
 mean of the sentence heads), and prints one table. ``bench/text_quality.py`` prints it too.
@@ -81,6 +82,15 @@ def document_rows(analyzer, data_dir: Path, part: str = "report") -> list[tuple[
     korean = D.korean_documents(data_dir, part=part)
     valence, _, _, _ = _scores(analyzer, korean.texts)
     rows.append(("Korean 8-review documents: valence sign, balanced accuracy", f"{balanced_sign_accuracy(korean.gold, valence):.3f}", len(korean.gold)))  # fmt: skip
+
+    kote = D.korean_emotion_documents(data_dir, part=part)
+    _, _, labels, _ = _scores(analyzer, kote.texts)
+    gold_k, pred_k = np.asarray(kote.gold), np.asarray(labels)
+    per_class = {c: float(np.mean(pred_k[gold_k == c] == c)) for c in sorted(set(kote.gold))}
+    rows.append(
+        ("Korean 4-comment one-emotion documents (KOTE): accuracy per class (" + " ".join(f"{c[:4]} {v:.2f}" for c, v in per_class.items()) + "), mean",
+         f"{np.mean(list(per_class.values())):.3f}", len(gold_k))
+    )  # fmt: skip
 
     bank = D.emobank_documents(data_dir, part=part)
     valence, _, _, _ = _scores(analyzer, bank.texts)

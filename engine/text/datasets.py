@@ -236,6 +236,26 @@ def korean_documents(
     return Documents("Korean 8-review documents", texts, gold)
 
 
+def korean_emotion_documents(
+    data_dir: Path = DEFAULT_DATA_DIR, part: str = "report", per_class: int = 30, size: int = 4
+) -> Documents:
+    """Documents of ``size`` held-out KOTE comments (the 20 % no head trained on) of one Ekman label
+    (``labels.to_ekman`` of their annotators' labels). Neutral has 2 such rows and is left out;
+    fear has 23 in all, so its documents of one part share rows."""
+    from engine.text.labels import to_ekman  # labels imports nothing from here; keeps this module light
+
+    kote = load_kote(data_dir)
+    rows = [int(i) for i in kote.split.test]
+    gold = [to_ekman(kote.labels[i], "kote") for i in rows]
+    mine = _part_rows([kote.texts[i] for i in rows], part, gold)
+    pools: dict[str, list[str]] = {}
+    for j in mine:
+        if gold[j] != "neutral":
+            pools.setdefault(gold[j], []).append(_with_stop(kote.texts[rows[j]]))
+    texts, labels = _draw_documents(pools, per_class, size, seed=SPLIT_SEED + 5)
+    return Documents(f"Korean {size}-comment one-emotion documents", texts, labels)
+
+
 def load_poem_verses(data_dir: Path = DEFAULT_DATA_DIR) -> tuple[list[str], np.ndarray, list[str]]:
     """poem_sentiment_en.csv: verses, labels (-1 negative, 0 no impact, 1 positive, 2 mixed), splits."""
     rows = _read_csv(data_dir / "poem_sentiment_en.csv")
