@@ -186,6 +186,19 @@ def _draw_documents(
     return texts, gold
 
 
+def emotion_pools(data_dir: Path = DEFAULT_DATA_DIR, part: str = "report") -> dict[str, list[str]]:
+    """The part's single-label GoEmotions dev comments by Ekman label (closed with a full stop)."""
+    goemo = load_goemotions(data_dir)
+    rows = [int(i) for i in goemo.split.test if len(goemo.labels[i]) == 1]
+    keys = [goemo.texts[i] for i in rows]
+    mine = _part_rows(keys, part, [goemo.labels[i][0] for i in rows])
+    pools: dict[str, list[str]] = {}
+    for j in mine:
+        i = rows[j]
+        pools.setdefault(goemo.labels[i][0], []).append(_with_stop(goemo.texts[i]))
+    return pools
+
+
 def emotion_documents(
     data_dir: Path = DEFAULT_DATA_DIR,
     part: str = "report",
@@ -198,14 +211,7 @@ def emotion_documents(
     With ``emotional=k`` only k comments carry the label and the rest are neutral ones, shuffled in
     (the document is still labelled with the emotion; neutral documents are then not drawn).
     """
-    goemo = load_goemotions(data_dir)
-    rows = [int(i) for i in goemo.split.test if len(goemo.labels[i]) == 1]
-    keys = [goemo.texts[i] for i in rows]
-    mine = _part_rows(keys, part, [goemo.labels[i][0] for i in rows])
-    pools: dict[str, list[str]] = {}
-    for j in mine:
-        i = rows[j]
-        pools.setdefault(goemo.labels[i][0], []).append(_with_stop(goemo.texts[i]))
+    pools = emotion_pools(data_dir, part)
     if emotional is None:
         texts, gold = _draw_documents(pools, per_class, size, seed=SPLIT_SEED + 1)
         return Documents("one-emotion documents", texts, gold)

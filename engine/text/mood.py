@@ -11,8 +11,9 @@ So, per document:
    pooled features — the weighted and the plain mean and the maximum of the sentence
    probabilities, the cosine of the document and of its closest sentence to each label's
    prototype scenes (``labels.EMOTION_DESCRIPTIONS``), plain and times how literary the text
-   reads, and the pooled valence/arousal — and gives the document's seven emotion probabilities.
-   Without the head file the weighted mean stands in;
+   reads, and the pooled valence/arousal — and gives the document's seven emotion probabilities;
+   its neutral score is raised as far as the text reads like an online comment (see
+   ``DocumentHead.probabilities``). Without the head file the weighted mean stands in;
 3. valence/arousal: the weighted mean of the regression heads, stretched onto the mood plane and
    blended with the point the document's emotion probabilities imply (``to_mood_plane``);
 4. Korean only: as far as the text reads like an online comment rather than prose (1 − the
