@@ -314,6 +314,8 @@ def test_document_sets_are_deterministic_and_parts_disjoint() -> None:
     report = D.emotion_documents(part="report", per_class=5)
     assert D.emotion_documents(part="report", per_class=5).texts == report.texts
     assert sorted(set(report.gold)) == sorted(EKMAN_LABELS) and len(report.texts) == 35
+    other = D.emotion_documents(part="report", per_class=5, draw=1)
+    assert other.gold == report.gold and other.texts != report.texts
     keys = [f"row {i}" for i in range(1000)]
     tune_rows, report_rows = D._part_rows(keys, "tune"), D._part_rows(keys, "report")
     assert not set(tune_rows) & set(report_rows) and len(tune_rows) + len(report_rows) == 1000

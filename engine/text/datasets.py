@@ -205,15 +205,19 @@ def emotion_documents(
     per_class: int = 30,
     size: int = DOC_SIZE,
     emotional: int | None = None,
+    draw: int = 0,
 ) -> Documents:
     """Documents of ``size`` GoEmotions dev comments that all carry one Ekman label (neutral too).
+
+    ``draw``: 0 is the standard set; other numbers draw other documents from the same rows (to see
+    how much a figure moves with the draw).
 
     With ``emotional=k`` only k comments carry the label and the rest are neutral ones, shuffled in
     (the document is still labelled with the emotion; neutral documents are then not drawn).
     """
     pools = emotion_pools(data_dir, part)
     if emotional is None:
-        texts, gold = _draw_documents(pools, per_class, size, seed=SPLIT_SEED + 1)
+        texts, gold = _draw_documents(pools, per_class, size, seed=SPLIT_SEED + 1 + 1000 * draw)
         return Documents("one-emotion documents", texts, gold)
     neutral = pools.pop("neutral")
     rng = np.random.default_rng(SPLIT_SEED + 4)
