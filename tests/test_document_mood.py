@@ -125,6 +125,7 @@ SAD_KO2 = """십 년 동안 함께 산 강아지가 오늘 아침 세상을 떠�
 밤새 창밖의 비 소리를 들으며 잠을 이루지 못했다.
 """
 
+
 @pytest.fixture(scope="module")
 def analyzer() -> Analyzer:
     return Analyzer.load()
@@ -170,7 +171,7 @@ def test_reasons_quote_the_sentences_that_carried_the_feeling(readings: dict[str
         ("sad_ko2", SAD_FAMILY, False),
         # Korean anger and fear stories often read as sadness (see NOTES-h-mood.md): the Korean
         # sentence head learnt KOTE comments, where fear is rare (23 of 1,000 held-out rows) and
-        # grievance ("억울하다") is sadness, and the encoder puts these Korean stories nearer the
+        # grievance (서러움, "억울하다") maps to sadness, and the encoder puts these stories nearer the
         # sadness scenes than the fear ones. Only their negative family is asserted here.
         ("angry_ko", {"anger", "disgust", "fear", "sadness"}, False),
         ("fear_ko", {"anger", "disgust", "fear", "sadness"}, False),
@@ -262,8 +263,9 @@ def test_review_sentiment_counts_only_as_far_as_korean_text_reads_like_a_comment
 def test_the_comment_neutral_offset_fades_with_the_literary_register() -> None:
     n = len(EKMAN_LABELS)
     neutral = EKMAN_LABELS.index("neutral")
-    head = DocumentHead(np.eye(n, 512, dtype=np.float32), np.zeros(513, np.float32),
-                        np.zeros((n, 52), np.float32), np.zeros(n, np.float32), {"comment_neutral_offset": 0.4})  # fmt: skip
+    zero_weight, zero_bias = np.zeros((n, 52), np.float32), np.zeros(n, np.float32)
+    meta = {"comment_neutral_offset": 0.4}
+    head = DocumentHead(np.eye(n, 512, dtype=np.float32), np.zeros(513, np.float32), zero_weight, zero_bias, meta)
     comment, story = np.zeros((2, 52), np.float32), np.zeros((2, 52), np.float32)
     comment[:, LITERARY_COLUMN], story[:, LITERARY_COLUMN] = 0.0, 1.0
     p_comment, p_story = head.probabilities(comment)[0], head.probabilities(story)[0]
