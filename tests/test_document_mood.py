@@ -15,6 +15,7 @@ from engine.text.labels import EKMAN_LABELS
 from engine.text.mood import (
     DOC_HEAD_FILE,
     DOC_META_FILE,
+    LITERARY_COLUMN,
     MODEL_FILES_DIR,
     DocumentHead,
     descriptions_digest,
@@ -95,6 +96,34 @@ FEAR_KO = """한밤중에 갑자기 집 안의 불이 모두 꺼졌다.
 방문 손잡이가 조금씩 돌아가는 것을 보고 온몸이 얼어붙었다.
 이불 속에 숨어 떨면서 제발 아무 일도 없기를 빌었다.
 """
+# Longer Korean stories (8 sentences each), written for the Korean side of issue 16.
+ANGRY_KO2 = """회사에 도착하자마자 팀장이 나를 회의실로 불렀다.
+내가 밤새 만든 보고서를 자기가 만든 것처럼 사장님께 보고했다는 것이다.
+게다가 실수한 부분은 전부 내 탓으로 돌렸다고 했다.
+나는 얼굴이 화끈 달아오르고 주먹이 저절로 쥐어졌다.
+참다못해 책상을 치며 그게 말이 되느냐고 소리쳤다.
+팀장은 오히려 나에게 버릇이 없다며 큰소리를 쳤다.
+그 뻔뻔한 얼굴을 보니 분노가 머리끝까지 치밀었다.
+퇴근길 내내 이를 악물었고 도저히 화가 가라앉지 않았다.
+"""
+FEAR_KO2 = """산속에서 길을 잃은 지 세 시간이 넘었다.
+해가 지자 숲은 순식간에 칠흑같이 어두워졌다.
+휴대전화 배터리는 이미 꺼져 있었고 주위에는 아무도 없었다.
+어디선가 나뭇가지가 부러지는 소리가 들렸다.
+나는 숨을 죽이고 나무 뒤에 몸을 숨겼다.
+무언가가 천천히 내 쪽으로 다가오는 것 같았다.
+심장이 미친 듯이 뛰고 다리가 후들거려 한 발짝도 움직일 수 없었다.
+살면서 그렇게 무서웠던 적은 한 번도 없었다.
+"""
+SAD_KO2 = """십 년 동안 함께 산 강아지가 오늘 아침 세상을 떠났다.
+아이들은 학교에 가기 전에 작은 몸을 쓰다듬으며 울었다.
+마당 한쪽에 묻어 주고 돌아오니 집이 텅 빈 것 같았다.
+현관에는 아직도 강아지의 밥그릇이 놓여 있었다.
+저녁이 되어도 아무도 그 그릇을 치우지 못했다.
+산책 시간이 되자 나도 모르게 목줄을 찾고 있었다.
+그 빈자리가 이렇게 클 줄은 몰랐다.
+밤새 창밖의 비 소리를 들으며 잠을 이루지 못했다.
+"""
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +135,8 @@ def analyzer() -> Analyzer:
 def readings(analyzer: Analyzer) -> dict[str, Analysis]:
     names = ["story_en", "happy_en", "angry_en", "fear_en", "sad_ko", "happy_ko", "angry_ko", "fear_ko"]
     texts = [STORY_EN, HAPPY_EN, ANGRY_EN, FEAR_EN, SAD_KO, HAPPY_KO, ANGRY_KO, FEAR_KO]
-    names += ["reviews_ko", "complaint_ko"]
-    texts += [REVIEWS_KO, COMPLAINT_KO]
+    names += ["reviews_ko", "complaint_ko", "angry_ko2", "fear_ko2", "sad_ko2"]
+    texts += [REVIEWS_KO, COMPLAINT_KO, ANGRY_KO2, FEAR_KO2, SAD_KO2]
     return dict(zip(names, analyzer.analyze_batch(texts), strict=True))
 
 
@@ -135,14 +164,19 @@ def test_reasons_quote_the_sentences_that_carried_the_feeling(readings: dict[str
     ("name", "labels", "positive"),
     [
         ("happy_en", {"joy"}, True),
-        ("angry_en", {"anger", "disgust"}, False),
+        ("angry_en", {"anger"}, False),
         ("fear_en", {"fear"}, False),
         ("sad_ko", SAD_FAMILY, False),
         ("happy_ko", {"joy"}, True),
-        # Korean anger and fear documents read as sadness today (the Korean heads lean to sadness;
-        # KOTE has 23 fear rows in 1,000): only their negative family is asserted
+        ("sad_ko2", SAD_FAMILY, False),
+        # Korean anger and fear stories often read as sadness (see NOTES-h-mood.md): the Korean
+        # sentence head learnt KOTE comments, where fear is rare (23 of 1,000 held-out rows) and
+        # grievance (서러움, "억울하다") maps to sadness, and the encoder puts these stories nearer the
+        # sadness scenes than the fear ones. Only their negative family is asserted here.
         ("angry_ko", {"anger", "disgust", "fear", "sadness"}, False),
         ("fear_ko", {"anger", "disgust", "fear", "sadness"}, False),
+        ("angry_ko2", {"anger", "disgust", "fear", "sadness"}, False),
+        ("fear_ko2", {"anger", "disgust", "fear", "sadness"}, False),
     ],
 )
 def test_each_example_gets_its_feeling(
@@ -152,6 +186,13 @@ def test_each_example_gets_its_feeling(
     assert a.emotion["label"] in labels, (a.emotion, a.reasons)
     assert (a.valence > 0) == positive
     assert a.mode == ("major" if positive else "minor")
+
+
+def test_korean_anger_is_at_least_the_runner_up_reading(readings: dict[str, Analysis]) -> None:
+    # a regression guard for the gap above: anger stays within the top two labels of both stories
+    for name in ("angry_ko", "angry_ko2"):
+        scores = readings[name].emotion["scores"]
+        assert "anger" in sorted(scores, key=scores.get, reverse=True)[:2], scores
 
 
 def test_sad_documents_are_slower_than_happy_ones(readings: dict[str, Analysis]) -> None:
@@ -219,6 +260,21 @@ def test_review_sentiment_counts_only_as_far_as_korean_text_reads_like_a_comment
     assert english.review_sentiment is None
 
 
+def test_the_comment_neutral_offset_fades_with_the_literary_register() -> None:
+    n = len(EKMAN_LABELS)
+    neutral = EKMAN_LABELS.index("neutral")
+    zero_weight, zero_bias = np.zeros((n, 52), np.float32), np.zeros(n, np.float32)
+    meta = {"comment_neutral_offset": 0.4}
+    head = DocumentHead(np.eye(n, 512, dtype=np.float32), np.zeros(513, np.float32), zero_weight, zero_bias, meta)
+    comment, story = np.zeros((2, 52), np.float32), np.zeros((2, 52), np.float32)
+    comment[:, LITERARY_COLUMN], story[:, LITERARY_COLUMN] = 0.0, 1.0
+    p_comment, p_story = head.probabilities(comment)[0], head.probabilities(story)[0]
+    assert p_comment[neutral] == pytest.approx(np.exp(0.4) / (np.exp(0.4) + n - 1), rel=1e-5)
+    assert p_story == pytest.approx(np.full(n, 1.0 / n), rel=1e-5)  # prose: no raise at all
+    stored = load_document_head(str(MODEL_FILES_DIR))
+    assert stored is not None and 0.0 < stored.meta["comment_neutral_offset"] < 2.0
+
+
 def test_neutral_documents_quote_their_strongest_valence() -> None:
     emo = np.stack([_probs("neutral", 0.9)] * 3)
     va = np.array([[0.01, 0.0], [-0.2, 0.0], [0.02, 0.0]], dtype=np.float32)
@@ -260,6 +316,8 @@ def test_document_sets_are_deterministic_and_parts_disjoint() -> None:
     report = D.emotion_documents(part="report", per_class=5)
     assert D.emotion_documents(part="report", per_class=5).texts == report.texts
     assert sorted(set(report.gold)) == sorted(EKMAN_LABELS) and len(report.texts) == 35
+    other = D.emotion_documents(part="report", per_class=5, draw=1)
+    assert other.gold == report.gold and other.texts != report.texts
     keys = [f"row {i}" for i in range(1000)]
     tune_rows, report_rows = D._part_rows(keys, "tune"), D._part_rows(keys, "report")
     assert not set(tune_rows) & set(report_rows) and len(tune_rows) + len(report_rows) == 1000
@@ -267,6 +325,10 @@ def test_document_sets_are_deterministic_and_parts_disjoint() -> None:
     assert "neutral" not in diluted.gold and len(diluted.texts) == 12
     with pytest.raises(ValueError):
         D.korean_documents(part="train")
+    kote_tune, kote_report = D.korean_emotion_documents(part="tune", per_class=3), D.korean_emotion_documents(per_class=3)
+    assert sorted(set(kote_report.gold)) == ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
+    assert not set(kote_tune.texts) & set(kote_report.texts)
+    assert D.korean_emotion_documents(per_class=3).texts == kote_report.texts
 
 
 def test_poem_report_part_uses_only_the_test_split() -> None:

@@ -186,18 +186,8 @@ def _draw_documents(
     return texts, gold
 
 
-def emotion_documents(
-    data_dir: Path = DEFAULT_DATA_DIR,
-    part: str = "report",
-    per_class: int = 30,
-    size: int = DOC_SIZE,
-    emotional: int | None = None,
-) -> Documents:
-    """Documents of ``size`` GoEmotions dev comments that all carry one Ekman label (neutral too).
-
-    With ``emotional=k`` only k comments carry the label and the rest are neutral ones, shuffled in
-    (the document is still labelled with the emotion; neutral documents are then not drawn).
-    """
+def emotion_pools(data_dir: Path = DEFAULT_DATA_DIR, part: str = "report") -> dict[str, list[str]]:
+    """The part's single-label GoEmotions dev comments by Ekman label (closed with a full stop)."""
     goemo = load_goemotions(data_dir)
     rows = [int(i) for i in goemo.split.test if len(goemo.labels[i]) == 1]
     keys = [goemo.texts[i] for i in rows]
@@ -206,8 +196,28 @@ def emotion_documents(
     for j in mine:
         i = rows[j]
         pools.setdefault(goemo.labels[i][0], []).append(_with_stop(goemo.texts[i]))
+    return pools
+
+
+def emotion_documents(
+    data_dir: Path = DEFAULT_DATA_DIR,
+    part: str = "report",
+    per_class: int = 30,
+    size: int = DOC_SIZE,
+    emotional: int | None = None,
+    draw: int = 0,
+) -> Documents:
+    """Documents of ``size`` GoEmotions dev comments that all carry one Ekman label (neutral too).
+
+    ``draw``: 0 is the standard set; other numbers draw other documents from the same rows (to see
+    how much a figure moves with the draw).
+
+    With ``emotional=k`` only k comments carry the label and the rest are neutral ones, shuffled in
+    (the document is still labelled with the emotion; neutral documents are then not drawn).
+    """
+    pools = emotion_pools(data_dir, part)
     if emotional is None:
-        texts, gold = _draw_documents(pools, per_class, size, seed=SPLIT_SEED + 1)
+        texts, gold = _draw_documents(pools, per_class, size, seed=SPLIT_SEED + 1 + 1000 * draw)
         return Documents("one-emotion documents", texts, gold)
     neutral = pools.pop("neutral")
     rng = np.random.default_rng(SPLIT_SEED + 4)
@@ -234,6 +244,26 @@ def korean_documents(
         pools.setdefault(1 if nsmc.positive[i] else -1, []).append(" ".join(nsmc.texts[i].split()))
     texts, gold = _draw_documents(pools, per_class, size, seed=SPLIT_SEED + 2)
     return Documents("Korean 8-review documents", texts, gold)
+
+
+def korean_emotion_documents(
+    data_dir: Path = DEFAULT_DATA_DIR, part: str = "report", per_class: int = 30, size: int = 4
+) -> Documents:
+    """Documents of ``size`` held-out KOTE comments (the 20 % no head trained on) of one Ekman label
+    (``labels.to_ekman`` of their annotators' labels). Neutral has 2 such rows and is left out;
+    fear has 23 in all, so its documents of one part share rows."""
+    from engine.text.labels import to_ekman  # labels imports nothing from here; keeps this module light
+
+    kote = load_kote(data_dir)
+    rows = [int(i) for i in kote.split.test]
+    gold = [to_ekman(kote.labels[i], "kote") for i in rows]
+    mine = _part_rows([kote.texts[i] for i in rows], part, gold)
+    pools: dict[str, list[str]] = {}
+    for j in mine:
+        if gold[j] != "neutral":
+            pools.setdefault(gold[j], []).append(_with_stop(kote.texts[rows[j]]))
+    texts, labels = _draw_documents(pools, per_class, size, seed=SPLIT_SEED + 5)
+    return Documents(f"Korean {size}-comment one-emotion documents", texts, labels)
 
 
 def load_poem_verses(data_dir: Path = DEFAULT_DATA_DIR) -> tuple[list[str], np.ndarray, list[str]]:

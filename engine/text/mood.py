@@ -11,8 +11,9 @@ So, per document:
    pooled features — the weighted and the plain mean and the maximum of the sentence
    probabilities, the cosine of the document and of its closest sentence to each label's
    prototype scenes (``labels.EMOTION_DESCRIPTIONS``), plain and times how literary the text
-   reads, and the pooled valence/arousal — and gives the document's seven emotion probabilities.
-   Without the head file the weighted mean stands in;
+   reads, and the pooled valence/arousal — and gives the document's seven emotion probabilities;
+   its neutral score is raised as far as the text reads like an online comment (see
+   ``DocumentHead.probabilities``). Without the head file the weighted mean stands in;
 3. valence/arousal: the weighted mean of the regression heads, stretched onto the mood plane and
    blended with the point the document's emotion probabilities imply (``to_mood_plane``);
 4. Korean only: as far as the text reads like an online comment rather than prose (1 − the
@@ -51,8 +52,10 @@ HEAD_VA_SHARE = 0.5  # the emotions' point on the plane: head and pooled probabi
 # (1.0: −0.09) — stories read 0.6–0.85 literary, reviews 0.12–0.69 (median 0.41).
 REVIEW_SENTIMENT_SHARE = 0.7
 REVIEW_SENTIMENT_LANGUAGES = ("ko",)
-# where document_features puts the cosines of the (salience-weighted) document to the prototypes
+# where document_features puts the cosines of the (salience-weighted) document to the prototypes,
+# and the literary share
 PROTOTYPE_COLUMNS = slice(3 * len(EKMAN_LABELS), 4 * len(EKMAN_LABELS))
+LITERARY_COLUMN = 5 * len(EKMAN_LABELS) + 2
 
 # Regression head output → mood-plane scale, per language head: std of the labels' circumplex
 # placement / std of the head's predictions. scripts/train_text_models.py measures it on the
@@ -85,7 +88,16 @@ class DocumentHead:
         return float(self.meta.get("language_share", {}).get(language, 0.0))
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """Softmax of the linear scores; the neutral score is raised by ``meta["comment_neutral_offset"]``
+        × (1 − literary share): the sentence heads read calm but argumentative online comments as
+        mild anger, while in stories and poems (literary share near 1) it is the other way round —
+        narrative lines read neutral and the feeling is shown — so the raise fades with the register.
+        """
         z = features @ self.weight.T + self.bias
+        offset = float(self.meta.get("comment_neutral_offset", 0.0))
+        if offset:
+            z = z.copy()
+            z[..., _NEUTRAL] += offset * (1.0 - features[..., LITERARY_COLUMN])
         z = z - z.max(axis=-1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=-1, keepdims=True)
