@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bot.ratelimit import Rate
 from engine.errors import UserInputError
-from engine.limits import Limits, LimitsError
+from engine.limits import Limits, LimitsError, env_number, env_text
 
 
 class SettingsError(UserInputError):
@@ -79,20 +79,14 @@ class Settings:
             env = {**{k: v for k, v in file_values.items() if v is not None}, **os.environ}
 
         def text(name: str, default: str | None = None) -> str | None:
-            value = env.get(name)
-            return value.strip() if value is not None and value.strip() else default
+            value = env_text(env, name)
+            return default if value is None else value
 
         def number(name: str, default, kind=int):
-            raw = text(name)
-            if raw is None:
-                return default
             try:
-                value = kind(raw)
-            except ValueError:
-                raise SettingsError(f"{name} must be a number, got {raw!r}.") from None
-            if value <= 0:
-                raise SettingsError(f"{name} must be positive, got {raw!r}.")
-            return value
+                return env_number(env, name, default, kind)
+            except LimitsError as exc:
+                raise SettingsError(str(exc)) from None
 
         def flag(name: str, default: bool) -> bool:
             raw = text(name)

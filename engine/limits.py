@@ -94,6 +94,26 @@ def describe_rate(rate: RateTuple) -> str:
     return f"{count} per {per:g} s"
 
 
+def env_text(env: Mapping[str, str], name: str) -> str | None:
+    """The variable's value, stripped; None when unset or blank."""
+    value = env.get(name)
+    return value.strip() if value is not None and value.strip() else None
+
+
+def env_number(env: Mapping[str, str], name: str, fallback: Any, kind: type = int) -> Any:
+    """A positive ``kind`` from the variable (``fallback`` when unset); ``LimitsError`` naming it."""
+    raw = env_text(env, name)
+    if raw is None:
+        return fallback
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise LimitsError(f"{name} must be a number, got {raw[:40]!r}.") from None
+    if not value > 0:
+        raise LimitsError(f"{name} must be positive, got {raw[:40]!r}.")
+    return value
+
+
 @dataclass(frozen=True)
 class Limits:
     """The operator's caps (from the environment) or one server's effective limits."""
@@ -131,24 +151,11 @@ class Limits:
         env = os.environ if env is None else env
         default = cls()
 
-        def text(name: str) -> str | None:
-            value = env.get(name)
-            return value.strip() if value is not None and value.strip() else None
-
         def number(name: str, fallback: Any, kind: type = int) -> Any:
-            raw = text(name)
-            if raw is None:
-                return fallback
-            try:
-                value = kind(raw)
-            except ValueError:
-                raise LimitsError(f"{name} must be a number, got {raw[:40]!r}.") from None
-            if not value > 0:
-                raise LimitsError(f"{name} must be positive, got {raw[:40]!r}.")
-            return value
+            return env_number(env, name, fallback, kind)
 
         def rate(name: str, fallback: RateTuple) -> RateTuple:
-            raw = text(name)
+            raw = env_text(env, name)
             return fallback if raw is None else parse_rate(raw, name)
 
         duration = number("TEXTUNES_MAX_DURATION", default.max_duration, float)
