@@ -170,7 +170,9 @@ class RedisBroker:
                 self._held = popped[1]
             try:
                 token = json.loads(self._held)
-                alive = await self.redis.zscore(self.keys.workers, token["worker"])
+                name = str(token["worker"])
+                # alive at the last heartbeat sweep (no round trip), else ask: a worker that just came up
+                alive = time.time() if name in self._workers else await self.redis.zscore(self.keys.workers, name)
             except (ValueError, KeyError, TypeError):
                 self._held = None
                 continue
@@ -250,7 +252,8 @@ class RedisBroker:
             while len(self._orphans) > 1000:
                 self._orphans.popitem(last=False)
 
-    async def _handle_entries(self, entries) -> None:
+    def _handle_entries(self, entries) -> tuple[list, list[str]]:
+        """Hand each result to whoever waits for it; the entry ids to ack and the jobs now done."""
         done_jobs = []
         got = time.time()  # the reply arrived (timings: how long decoding took after it)
         for entry_id, fields in entries:
@@ -261,12 +264,13 @@ class RedisBroker:
                 done_jobs.append(json.loads(fields[b"result"])["job_id"])
             except (KeyError, ValueError, TypeError):
                 pass
-        if entries:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xack(self.keys.results, FRONTEND_GROUP, *[e[0] for e in entries])
-                if done_jobs:
-                    pipe.hdel(self.keys.inflight, *done_jobs)
-                await pipe.execute()
+        return [e[0] for e in entries], done_jobs
+
+    def _queue_acks(self, pipe, acks: list, done_jobs: list[str]) -> None:
+        if acks:
+            pipe.xack(self.keys.results, FRONTEND_GROUP, *acks)
+        if done_jobs:
+            pipe.hdel(self.keys.inflight, *done_jobs)
 
     async def _drain_unacked_results(self) -> None:
         """Results a previous front end read but never acknowledged: take them over first."""
@@ -275,23 +279,42 @@ class RedisBroker:
             cursor, entries, *_ = await self.redis.xautoclaim(
                 self.keys.results, FRONTEND_GROUP, self.instance, min_idle_time=0, start_id=cursor, count=100
             )
-            await self._handle_entries(entries)
+            acks, done_jobs = self._handle_entries(entries)
+            if acks:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    self._queue_acks(pipe, acks, done_jobs)
+                    await pipe.execute()
             if cursor in (b"0-0", "0-0"):
                 return
 
     async def _read_results(self) -> None:
+        """Read results as workers write them. The acks of what was just handled travel in the
+        same round trip as the next blocking read: one hop per reply, not two."""
+        acks: list = []
+        done_jobs: list[str] = []
         while not self.stopping:
             try:
-                resp = await self.redis.xreadgroup(
-                    FRONTEND_GROUP, self.instance, {self.keys.results: ">"}, count=32, block=1000
-                )
-                for _stream, entries in resp or []:
-                    await self._handle_entries(entries)
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    self._queue_acks(pipe, acks, done_jobs)
+                    pipe.xreadgroup(FRONTEND_GROUP, self.instance, {self.keys.results: ">"}, count=32, block=1000)
+                    replies = await pipe.execute()
+                acks, done_jobs = [], []
+                for _stream, entries in replies[-1] or []:
+                    more_acks, more_done = self._handle_entries(entries)
+                    acks += more_acks
+                    done_jobs += more_done
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis restarting: keep trying, the entries wait for us
                 log.error("reading results from Redis failed: %s", exc)
                 await asyncio.sleep(1.0)
+        if acks or done_jobs:
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    self._queue_acks(pipe, acks, done_jobs)
+                    await pipe.execute()
+            except Exception as exc:  # unacked results are drained by the next front end
+                log.warning("could not acknowledge the last results: %s", exc)
 
     async def _read_progress(self) -> None:
         pubsub = self.redis.pubsub()

@@ -36,7 +36,7 @@ from engine.broker.wire import (
     WireError,
     decode_batch,
     dumps,
-    finish_args,
+    finish_calls,
 )
 from engine.worker import ProcessWorker, ThreadWorker
 
@@ -180,9 +180,8 @@ class RemoteWorker:
             except Exception as exc:
                 log.error("heartbeat failed: %s", exc)
 
-    async def _announce(self) -> None:
-        """Say we are ready for one batch (once; again if a new front end lost our token)."""
-        frontend = await self.redis.get(self.keys.frontend)
+    async def _announce(self, pipe, frontend: bytes | None) -> None:
+        """Queue on ``pipe`` our readiness token (once; again if a new front end lost it)."""
         if self._token is not None:
             if frontend == self._token_frontend:
                 return
@@ -194,7 +193,7 @@ class RemoteWorker:
         token = dict(self.info, nonce=uuid.uuid4().hex[:8], at=time.time())
         self._token = dumps(token)
         self._token_frontend = frontend
-        await self.redis.lpush(self.keys.ready, self._token)
+        pipe.lpush(self.keys.ready, self._token)
 
     # -- serving -------------------------------------------------------------------------------
 
@@ -212,20 +211,24 @@ class RemoteWorker:
 
     async def _next_entries(self) -> tuple[list, bool]:
         """A silent worker's batch past the visibility timeout, else one new batch (after saying we
-        are ready); and whether it is a first delivery."""
-        claimed = await self.redis.xautoclaim(
-            self.keys.batches, WORKERS_GROUP, self.name,
-            min_idle_time=int(self.opt.visibility_timeout * 1000), start_id="0-0", count=1,
-        )  # fmt: skip
+        are ready); and whether it is a first delivery. Two round trips: the reclaim check with the
+        front end's name, then our readiness token with the blocking read."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xautoclaim(
+                self.keys.batches, WORKERS_GROUP, self.name,
+                min_idle_time=int(self.opt.visibility_timeout * 1000), start_id="0-0", count=1,
+            )  # fmt: skip
+            pipe.get(self.keys.frontend)
+            claimed, frontend = await pipe.execute()
         entries = [e for e in claimed[1] if e and e[1]]
         if entries:
             log.warning("worker %s reclaimed batch %s from a silent worker", self.name, entries[0][0])
             return entries, False
-        await self._announce()
         block_ms = int(max(100, min(1000, self.opt.visibility_timeout * 500)))
-        resp = await self.redis.xreadgroup(
-            WORKERS_GROUP, self.name, {self.keys.batches: ">"}, count=1, block=block_ms
-        )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await self._announce(pipe, frontend)
+            pipe.xreadgroup(WORKERS_GROUP, self.name, {self.keys.batches: ">"}, count=1, block=block_ms)
+            resp = (await pipe.execute())[-1]
         entries = [e for _s, es in resp or [] for e in es if e[1]]
         if entries:
             self._token = None  # our token was used for this batch
@@ -313,18 +316,16 @@ class RemoteWorker:
         return None
 
     async def _write(self, entry_id: str, results: list[tuple[str, Outcome, dict]]) -> None:
-        """Each job's result in its own script call, then the batch's ack, all in one pipeline:
-        Redis adds (and the front end can read) the first job's result while the rest of the
-        batch's audio is still on its way. A worker that dies midway leaves the batch pending: it
-        is reclaimed and its jobs already written keep their first result."""
+        """The results, grouped into script calls of a few hundred KB (``finish_calls``), and the
+        batch's ack in the last one, all in one pipeline. A worker that dies midway leaves the batch
+        pending: it is reclaimed and its jobs already written keep their first result."""
         keys = [self.keys.batches, self.keys.results]
-        ttl = self.opt.result_ttl
+        calls = finish_calls(WORKERS_GROUP, entry_id, self.opt.prefix, self.opt.result_ttl, results)
         # EVAL, not a registered script: that would add a SCRIPT EXISTS round trip per pipeline
         # (Redis caches the script by its hash either way, and a restarted Redis needs no reload)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for result in results:
-                pipe.eval(FINISH_BATCH, 2, *keys, *finish_args(WORKERS_GROUP, "", self.opt.prefix, ttl, [result]))
-            pipe.eval(FINISH_BATCH, 2, *keys, *finish_args(WORKERS_GROUP, entry_id, self.opt.prefix, ttl, []))
+            for args in calls:
+                pipe.eval(FINISH_BATCH, 2, *keys, *args)
             replies = await pipe.execute()
         kept = {w.decode() for written in replies for w in written}
         for job_id, outcome, _ in results:

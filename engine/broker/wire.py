@@ -59,7 +59,13 @@ _TUPLES = ("genres", "moods", "instruments", "keywords", "reasons")
 
 
 def spec_to_json(spec: MusicSpec) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(spec).items()}
+    # field by field: MusicSpec holds only scalars and tuples of str, and asdict's deep copy was
+    # most of a result's encoding time
+    data = {}
+    for name in _SPEC_FIELDS:
+        value = getattr(spec, name)
+        data[name] = list(value) if isinstance(value, tuple) else value
+    return data
 
 
 def spec_from_json(data: Any) -> MusicSpec:
@@ -327,13 +333,34 @@ return written
 """
 
 
-def finish_args(group: str, entry_id: str, prefix: str, ttl: float, results: list[tuple[str, Outcome, dict]]):
-    """ARGV for FINISH_BATCH from (job_id, outcome, extra) triples."""
+def finish_calls(
+    group: str,
+    entry_id: str,
+    prefix: str,
+    ttl: float,
+    results: list[tuple[str, Outcome, dict]],
+    chunk_bytes: int | None = 256 * 1024,
+) -> list[list[Any]]:
+    """ARGV lists for FINISH_BATCH that together write ``results`` and then ack ``entry_id``.
+
+    Results are grouped into calls of about ``chunk_bytes`` (None: one call). A small batch's
+    results land in one call, so a front end blocked on the stream gets them all in one reply; a
+    big batch's first call lands (and can be read) while the rest of its audio is on its way.
+    Only the last call acks the batch, so a worker that dies midway leaves it pending."""
     now_ms = int(time.time() * 1000)
-    args: list[Any] = [group, entry_id, prefix, int(ttl * 1000), f"{max(0, now_ms - int(ttl * 1000))}-0"]
+    head: list[Any] = [group, "", prefix, int(ttl * 1000), f"{max(0, now_ms - int(ttl * 1000))}-0"]
+    calls: list[list[Any]] = [list(head)]
+    size = 0
     for job_id, outcome, extra in results:
         fields = encode_result(job_id, outcome, extra)
-        args += [job_id, "1" if outcome.kind in TERMINAL_OUTCOMES else "0", len(fields)]
+        part: list[Any] = [job_id, "1" if outcome.kind in TERMINAL_OUTCOMES else "0", len(fields)]
         for key, value in fields.items():
-            args += [key, value]
-    return args
+            part += [key, value]
+        nbytes = sum(len(v) for v in fields.values())
+        if chunk_bytes is not None and size and size + nbytes > chunk_bytes:
+            calls.append(list(head))
+            size = 0
+        calls[-1] += part
+        size += nbytes
+    calls[-1][1] = entry_id
+    return calls
