@@ -172,7 +172,9 @@ class RedisBroker:
                 token = json.loads(self._held)
                 name = str(token["worker"])
                 # alive at the last heartbeat sweep (no round trip), else ask: a worker that just came up
-                alive = time.time() if name in self._workers else await self.redis.zscore(self.keys.workers, name)
+                alive = (
+                    time.time() if name in self._workers else await self.redis.zscore(self.keys.workers, name)
+                )
             except (ValueError, KeyError, TypeError):
                 self._held = None
                 continue
@@ -296,7 +298,9 @@ class RedisBroker:
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     self._queue_acks(pipe, acks, done_jobs)
-                    pipe.xreadgroup(FRONTEND_GROUP, self.instance, {self.keys.results: ">"}, count=32, block=1000)
+                    pipe.xreadgroup(
+                        FRONTEND_GROUP, self.instance, {self.keys.results: ">"}, count=32, block=1000
+                    )
                     replies = await pipe.execute()
                 acks, done_jobs = [], []
                 for _stream, entries in replies[-1] or []:
