@@ -160,6 +160,9 @@ class _Job:
     def finished(self) -> bool:
         return self.state in _TERMINAL
 
+    def bucket(self) -> float:
+        return duration_bucket(self.request.spec.duration)
+
     def batch_key(self) -> tuple | None:
         """Jobs with equal keys may share one generate call; None means "always alone"."""
         req = self.request

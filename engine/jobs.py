@@ -50,6 +50,7 @@ from engine.job_types import (
     _Job,
     duration_bucket,
 )
+from engine.sharing import BatchRecord, TailSharing
 from engine.spec import MusicSpec, Track
 
 log = logging.getLogger("textunes.engine")
@@ -86,6 +87,7 @@ class JobEngine:
         self._seq = itertools.count(1)
         self._broker = None
         self._running: dict[int, tuple[object, list[_Job]]] = {}  # id(slot) -> (slot, its jobs)
+        self._sharing = TailSharing()
         self._tasks: set[asyncio.Task] = set()
         self._dispatcher: asyncio.Task | None = None
         self._wakeup: asyncio.Event | None = None
@@ -288,9 +290,9 @@ class JobEngine:
             order.extend(layer)
             depth += 1
 
-    def _select(self, limit: int) -> list[_Job]:
+    def _select(self, limit: int, order: list[_Job] | None = None) -> list[_Job]:
         """The next job in fair order plus compatible queued jobs, up to ``limit`` tracks."""
-        order = self._fair_order()
+        order = self._fair_order() if order is None else order
         if not order:
             return []
         head = order[0]
@@ -328,11 +330,28 @@ class JobEngine:
                 job.emit(JobEvent("queued", position=place))
         metrics.QUEUE_LENGTH.set(self.queue_length())
 
-    async def _next_batch(self, limit: int) -> list[_Job] | None:
-        limit = max(1, min(limit, self.config.max_batch))
+    @staticmethod
+    def _record(slot, jobs: list[_Job]) -> BatchRecord:
+        # continuations cost by their extension, not their duration: no comparable bucket
+        bucket = None if any(j.request.continue_from is not None for j in jobs) else jobs[0].bucket()
+        return BatchRecord(slot.name, jobs[0].started_at, sum(j.request.samples for j in jobs), bucket)
+
+    def _select_shared(self, slot, limit: int) -> list[_Job]:
+        """``_select`` for ``slot``, taking at most its share of the queue when peers are about to
+        be free (``engine.sharing``): the end of a burst is spread, not left to one executor."""
+        order = self._fair_order()
+        key = order[0].batch_key() if order else None
+        if key is not None:
+            queued = sum(j.request.samples for j in order if j.batch_key() == key)
+            running = [self._record(s, jobs) for s, jobs in self._running.values() if hasattr(s, "max_batch")]
+            limit = self._sharing.share(slot.name, order[0].bucket(), queued, limit, running)
+        return self._select(limit, order)
+
+    async def _next_batch(self, slot) -> list[_Job] | None:
+        limit = max(1, min(slot.max_batch, self.config.max_batch))
         while not self._stopping:
             if self._queues:
-                chosen = self._select(limit)
+                chosen = self._select_shared(slot, limit)
                 tracks = sum(j.request.samples for j in chosen)
                 # requests of a burst arrive a few ms apart: a short wait (counted from the head
                 # job's arrival, so jobs that already waited are not delayed) fills the batch
@@ -341,7 +360,7 @@ class JobEngine:
                     await asyncio.sleep(wait)
                     if self._stopping:
                         return None
-                    chosen = self._select(limit)
+                    chosen = self._select_shared(slot, limit)
                     if not chosen:
                         continue
                 for job in chosen:
@@ -368,10 +387,11 @@ class JobEngine:
                 if not self._stopping and not self._broker.available():
                     self._fail_everything_unavailable()
                 return
-            jobs = await self._next_batch(slot.max_batch)
+            jobs = await self._next_batch(slot)
             if not jobs:
                 self._broker.release(slot)
                 return
+            self._sharing.handed(slot.name)
             self._start_jobs(jobs)
             self._spawn(self._execute(slot, jobs))
 
@@ -428,6 +448,8 @@ class JobEngine:
         finally:
             watchdog.cancel()
             self._running.pop(id(slot), None)
+        completed = len(outcomes) == len(jobs) and all(o.kind == "done" for o in outcomes.values())
+        self._sharing.ended(self._record(slot, jobs), completed=completed)
         self._apply(jobs, outcomes)
         self._broker.release(slot)
 

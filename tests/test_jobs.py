@@ -394,6 +394,47 @@ async def test_one_worker_per_device_serves_jobs_in_parallel():
     assert sorted(len(c) for c in plan.calls) == [1, 1]
 
 
+def sleepy_engine(log: Path, **config) -> JobEngine:
+    """Thread workers on the sleeping backend (0.2 s + 0.05 s per track, silence): cheap timing."""
+    from tests.sleepy_backend import SleepyBackend
+
+    def factory(device: str) -> SleepyBackend:
+        return SleepyBackend(0.2, 0.05, 2, str(log), 8)
+
+    return JobEngine(EngineConfig(backend_factory=factory, per_user_limit=5, batch_window=0.05, **config))
+
+
+async def lone_job_then_burst(engine: JobEngine, log: Path) -> list[set[str]]:
+    """One job alone (so the engine has seen two batch sizes), then twelve at once; each call's prompts."""
+    from tests.sleepy_backend import read_log
+
+    await (await engine.submit(JobRequest(user_id="solo", spec=spec("solo", 1.0)))).result()
+    handles = [
+        await engine.submit(JobRequest(user_id=f"u{i % 3}", spec=spec(f"p{i}", 1.0))) for i in range(12)
+    ]
+    results = [await h.result() for h in handles]
+    assert [r[0].spec.prompt for r in results] == [f"p{i}" for i in range(12)]
+    return [set(line["prompts"]) for line in read_log(log)][1:]
+
+
+async def test_the_end_of_a_burst_is_shared_by_executors_in_lockstep(tmp_path):
+    # two devices run a full batch each, started together; of the four jobs left, the first to
+    # finish takes its share (two) and leaves two for its peer, instead of all four while it idles
+    async with sleepy_engine(tmp_path / "calls", devices=["cpu", "cpu"], max_batch=4) as engine:
+        calls = await lone_job_then_burst(engine, tmp_path / "calls")
+    assert sorted(len(c) for c in calls) == [2, 2, 4, 4]
+    # fair order is untouched: the first round holds the first eight jobs in round-robin order
+    full = {frozenset(c) for c in calls if len(c) == 4}
+    assert full == {frozenset({"p0", "p1", "p2", "p3"}), frozenset({"p4", "p5", "p6", "p7"})}
+    assert set().union(*[c for c in calls if len(c) == 2]) == {"p8", "p9", "p10", "p11"}
+
+
+async def test_one_executor_still_takes_full_batches_to_the_end(tmp_path):
+    async with sleepy_engine(tmp_path / "calls", devices=["cpu"], max_batch=4) as engine:
+        calls = await lone_job_then_burst(engine, tmp_path / "calls")
+    assert [len(c) for c in calls] == [4, 4, 4]
+
+
 async def test_stop_fails_pending_jobs_visibly():
     plan = FaultPlan(steps=100, step_delay=0.02)
     engine = engine_with(plan, max_batch=1)

@@ -107,10 +107,10 @@ async def restart_with_backoff(worker, why: str, *, stats: dict, stopping=lambda
 class LocalSlot:
     """A device worker of this process, ready for one batch."""
 
-    def __init__(self, broker: InProcessBroker, worker) -> None:
+    def __init__(self, broker: InProcessBroker, worker, index: int) -> None:
         self.broker = broker
         self.worker = worker
-        self.name = worker.device
+        self.name = f"{worker.device}#{index}"  # unique: several workers may share a device
         self.max_batch = max(1, min(broker.config.max_batch, worker.info.max_batch if worker.info else 8))
         self.lost = False
         self._run: BatchRun | None = None
@@ -162,8 +162,8 @@ class InProcessBroker:
             await asyncio.gather(*(w.stop() for w in self.workers), return_exceptions=True)
             self.workers.clear()
             raise
-        for worker in self.workers:
-            self._idle.put_nowait(LocalSlot(self, worker))
+        for index, worker in enumerate(self.workers):
+            self._idle.put_nowait(LocalSlot(self, worker, index))
         metrics.WORKERS.set(len(self.workers))
 
     def closing(self) -> None:
