@@ -48,7 +48,9 @@ def _scores(analyzer, texts: list[str], paces: list[tuple[str, int]] | None = No
     return valence, arousal, [r.emotion["label"] for r in results], minor
 
 
-def one_emotion_rows(analyzer, data_dir: Path, part: str, draw: int = 0, paces: list | None = None) -> list[tuple[str, str, int]]:
+def one_emotion_rows(
+    analyzer, data_dir: Path, part: str, draw: int = 0, paces: list | None = None
+) -> list[tuple[str, str, int]]:
     """Per-class and overall accuracy on the one-emotion documents (``draw`` 0: the standard set)."""
     emotion = D.emotion_documents(data_dir, part=part, draw=draw)
     _, _, labels, _ = _scores(analyzer, emotion.texts, paces)
@@ -62,7 +64,9 @@ def one_emotion_rows(analyzer, data_dir: Path, part: str, draw: int = 0, paces: 
     ]  # fmt: skip
 
 
-def document_rows(analyzer, data_dir: Path, part: str = "report", draws: int = 0) -> list[tuple[str, str, int]]:
+def document_rows(
+    analyzer, data_dir: Path, part: str = "report", draws: int = 0
+) -> list[tuple[str, str, int]]:
     """(metric, value, documents) rows for one analyser configuration."""
     rows: list[tuple[str, str, int]] = []
     paces: list[tuple[str, int]] = []  # (label, BPM) of every English document below
@@ -71,12 +75,30 @@ def document_rows(analyzer, data_dir: Path, part: str = "report", draws: int = 0
         valence, _, labels, minor = _scores(analyzer, docs.texts, paces)
         gold = np.asarray(docs.gold)
         n = len(gold)
-        rows.append((f"{docs.name}: valence sign, balanced accuracy", f"{balanced_sign_accuracy(docs.gold, valence):.3f}", n))
+        rows.append(
+            (
+                f"{docs.name}: valence sign, balanced accuracy",
+                f"{balanced_sign_accuracy(docs.gold, valence):.3f}",
+                n,
+            )
+        )
         mode = float(np.mean([np.mean(minor[gold == g] == (g < 0)) for g in (-1, 1)]))
         rows.append((f"{docs.name}: minor for negative / major for positive, balanced", f"{mode:.3f}", n))
         sad = np.isin(np.asarray(labels)[gold < 0], SAD_FAMILY)
-        rows.append((f"{docs.name}: negative ones labelled sadness/fear", f"{np.mean(sad):.3f}", int(np.sum(gold < 0))))
-        rows.append((f"{docs.name}: positive ones with negative valence", f"{np.mean(valence[gold > 0] < 0):.3f}", int(np.sum(gold > 0))))
+        rows.append(
+            (
+                f"{docs.name}: negative ones labelled sadness/fear",
+                f"{np.mean(sad):.3f}",
+                int(np.sum(gold < 0)),
+            )
+        )
+        rows.append(
+            (
+                f"{docs.name}: positive ones with negative valence",
+                f"{np.mean(valence[gold > 0] < 0):.3f}",
+                int(np.sum(gold > 0)),
+            )
+        )
 
     rows += one_emotion_rows(analyzer, data_dir, part, paces=paces)
 
@@ -104,7 +126,9 @@ def document_rows(analyzer, data_dir: Path, part: str = "report", draws: int = 0
     rows.append(("EmoBank documents: valence Pearson r vs mean gold", f"{np.corrcoef(valence, gold_b)[0, 1]:.3f}", len(gold_b)))  # fmt: skip
     clear = np.abs(gold_b) >= 0.05
     sign = float(np.mean(np.sign(valence[clear]) == np.sign(gold_b[clear])))
-    rows.append(("EmoBank documents with |gold| ≥ 0.05: valence sign accuracy", f"{sign:.3f}", int(clear.sum())))
+    rows.append(
+        ("EmoBank documents with |gold| ≥ 0.05: valence sign accuracy", f"{sign:.3f}", int(clear.sum()))
+    )
     for draw in range(1, draws + 1):  # other documents from the same rows: how much the figure moves
         rows += one_emotion_rows(analyzer, data_dir, part, draw)
     return rows
@@ -136,10 +160,14 @@ def document_table(data_dir: Path = D.DEFAULT_DATA_DIR, part: str = "report", dr
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-dir", type=Path, default=D.DEFAULT_DATA_DIR)
     parser.add_argument("--part", choices=D.DOC_PARTS, default="report")
-    parser.add_argument("--draws", type=int, default=0, help="also score N other draws of the one-emotion documents")
+    parser.add_argument(
+        "--draws", type=int, default=0, help="also score N other draws of the one-emotion documents"
+    )
     args = parser.parse_args(argv)
     print(document_table(args.data_dir, args.part, args.draws))
     return 0

@@ -339,7 +339,9 @@ def finish(
         "fade_in": 0.0 if loop else fade_in,
         "fade_out": 0.0 if loop else fade_out,
         "target_lufs": target_lufs,
-        "lufs": float(measured) if np.isfinite(measured) else None,  # silence has no loudness (JSON has no -inf)
+        "lufs": float(measured)
+        if np.isfinite(measured)
+        else None,  # silence has no loudness (JSON has no -inf)
         "loop": loop,
     }
     return replace(track, audio=audio, spec=track.spec.with_(duration=duration), meta=meta)

@@ -74,7 +74,9 @@ PER_CLASS = 60
 KO_SHARE = 0.3
 NEUTRAL_WEIGHT = 1.0
 COMMENT_NEUTRAL_OFFSET = 0.4  # neutral score + this × (1 − literary share); see the docstring
-SWEEP_GRID = [(1.2, 0.0), (1.5, 0.0), (2.0, 0.0)] + [(1.0, offset) for offset in (0.0, 0.2, 0.3, 0.4, 0.5, 0.6)]
+SWEEP_GRID = [(1.2, 0.0), (1.5, 0.0), (2.0, 0.0)] + [
+    (1.0, offset) for offset in (0.0, 0.2, 0.3, 0.4, 0.5, 0.6)
+]
 
 
 def prototypes(models: TextModels) -> np.ndarray:
@@ -145,7 +147,9 @@ def training_documents(data_dir: Path) -> tuple[list[str], list, dict[str, int]]
     verses, labels, splits = D.load_poem_verses(data_dir)
     plain = [v for v, y, s in zip(verses, labels, splits, strict=True) if s == "train" and y == 0]
     rng = np.random.default_rng(SEED)
-    calm = ["\n".join(plain[k] for k in rng.choice(len(plain), size=6, replace=False)) for _ in range(PER_CLASS)]
+    calm = [
+        "\n".join(plain[k] for k in rng.choice(len(plain), size=6, replace=False)) for _ in range(PER_CLASS)
+    ]
     texts = pure.texts + stanzas.texts + calm
     gold = pure.gold + list(stanzas.gold) + ["neutral"] * len(calm)  # ±1: labelled in train()
     counts = {"one-emotion": len(pure.texts), "poem stanzas": len(stanzas.texts)}
@@ -160,7 +164,9 @@ def fit_head(x: np.ndarray, y: np.ndarray, neutral_weight: float) -> Any:
     return LogisticRegression(C=C, max_iter=5000, random_state=SEED).fit(x, y, sample_weight=weight)
 
 
-def labelled_features(models: TextModels, texts: list[str], gold: list, protos: np.ndarray, register: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def labelled_features(
+    models: TextModels, texts: list[str], gold: list, protos: np.ndarray, register: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Features and labels; poem stanzas (gold ±1) get the closest label of their polarity."""
     x = featurize(models, texts, protos, register)
     gold = list(gold)
@@ -185,7 +191,9 @@ def sweep(data_dir: Path, out_dir: Path) -> None:
     pools = D.emotion_pools(data_dir, "tune")
     halves = []
     for k in (0, 1):
-        docs, labels = D._draw_documents({key: rows[k::2] for key, rows in pools.items()}, PER_CLASS, D.DOC_SIZE, SEED + k)
+        docs, labels = D._draw_documents(
+            {key: rows[k::2] for key, rows in pools.items()}, PER_CLASS, D.DOC_SIZE, SEED + k
+        )
         halves.append((featurize(models, docs, protos, register), np.array(labels)))
     print("neutral weight  offset  | " + " ".join(f"{label[:4]:>4}" for label in EKMAN_LABELS) + " |  min")
     for neutral_weight, offset in SWEEP_GRID:
@@ -193,12 +201,18 @@ def sweep(data_dir: Path, out_dir: Path) -> None:
         for fit_half, score_half in ((0, 1), (1, 0)):
             x_fit, y_fit = halves[fit_half]
             clf = fit_head(np.vstack([x_fit, x_poems]), np.r_[y_fit, y_poems], neutral_weight)
-            head = DocumentHead(protos, register, clf.coef_, clf.intercept_, {"comment_neutral_offset": offset})
+            head = DocumentHead(
+                protos, register, clf.coef_, clf.intercept_, {"comment_neutral_offset": offset}
+            )
             x_score, y_score = halves[score_half]
             predicted = np.array(EKMAN_LABELS)[head.probabilities(x_score).argmax(axis=1)]
             scores.append([np.mean(predicted[y_score == label] == label) for label in EKMAN_LABELS])
         mean = np.mean(scores, axis=0)
-        print(f"{neutral_weight:>14.1f}  {offset:>6.1f}  | " + " ".join(f"{v:4.2f}" for v in mean) + f" | {mean.min():.3f}")
+        print(
+            f"{neutral_weight:>14.1f}  {offset:>6.1f}  | "
+            + " ".join(f"{v:4.2f}" for v in mean)
+            + f" | {mean.min():.3f}"
+        )
 
 
 def train(data_dir: Path, out_dir: Path) -> dict[str, Any]:
@@ -207,7 +221,9 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, Any]:
     register = register_head(models, data_dir)
     texts, gold, counts = training_documents(data_dir)
     x, y, signed = labelled_features(models, texts, gold, protos, register)
-    counts["stanza labels"] = {k: int(v) for k, v in zip(*np.unique(y[signed], return_counts=True), strict=True)}
+    counts["stanza labels"] = {
+        k: int(v) for k, v in zip(*np.unique(y[signed], return_counts=True), strict=True)
+    }
     clf = fit_head(x, y, NEUTRAL_WEIGHT)
     assert list(clf.classes_) == list(EKMAN_LABELS)
     train_acc = float(np.mean(clf.predict(x) == y))  # without the comment offset
@@ -226,7 +242,14 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, Any]:
         "prototype_scale": PROTOTYPE_SCALE,
         "descriptions_sha256_16": descriptions_digest(),
         "comment_neutral_offset": COMMENT_NEUTRAL_OFFSET,
-        "training": {"seed": SEED, "C": C, "neutral_weight": NEUTRAL_WEIGHT, "comment_neutral_offset": COMMENT_NEUTRAL_OFFSET, "documents": counts, "train_accuracy": round(train_acc, 4)},
+        "training": {
+            "seed": SEED,
+            "C": C,
+            "neutral_weight": NEUTRAL_WEIGHT,
+            "comment_neutral_offset": COMMENT_NEUTRAL_OFFSET,
+            "documents": counts,
+            "train_accuracy": round(train_acc, 4),
+        },
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
@@ -241,10 +264,16 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-dir", type=Path, default=D.DEFAULT_DATA_DIR)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "data" / "models")
-    parser.add_argument("--sweep", action="store_true", help="print the tune-part choice of the neutral constants; write nothing")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="print the tune-part choice of the neutral constants; write nothing",
+    )
     args = parser.parse_args(argv)
     start = time.time()
     if args.sweep:

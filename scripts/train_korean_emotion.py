@@ -83,8 +83,13 @@ def update(data_dir: Path, out_dir: Path, cache_dir: Path | None) -> dict[str, f
     model = T.fit_softmax(x_all[index], target, C, weight)
     classes = model.classes_
     assert sorted(classes) == sorted(EKMAN_LABELS), "KOTE's training rows must cover all seven labels"
-    offsets = T.tune_class_offsets(np.log(model.predict_proba(x_all[tune_rows]) + 1e-9), gold[tune_rows], classes)
-    tune_f1 = T.macro_f1(gold[tune_rows], classes[np.argmax(np.log(model.predict_proba(x_all[tune_rows]) + 1e-9) + offsets, axis=1)])
+    offsets = T.tune_class_offsets(
+        np.log(model.predict_proba(x_all[tune_rows]) + 1e-9), gold[tune_rows], classes
+    )
+    tune_f1 = T.macro_f1(
+        gold[tune_rows],
+        classes[np.argmax(np.log(model.predict_proba(x_all[tune_rows]) + 1e-9) + offsets, axis=1)],
+    )
 
     index, target, weight = soft_rows(kote.labels, rows)
     model = T.fit_softmax(x_all[index], target, C, weight)
@@ -122,7 +127,9 @@ def update(data_dir: Path, out_dir: Path, cache_dir: Path | None) -> dict[str, f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-dir", type=Path, default=D.DEFAULT_DATA_DIR)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "data" / "models")
     parser.add_argument("--cache-dir", type=Path, default=None, help="embedding cache (outside the repo)")

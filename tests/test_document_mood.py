@@ -242,7 +242,9 @@ def _head_with_register(literary_logit: float) -> DocumentHead:
     register = np.zeros(513, dtype=np.float32)
     register[-1] = literary_logit  # bias only: every sentence reads this literary
     n = len(EKMAN_LABELS)
-    return DocumentHead(np.eye(n, 512, dtype=np.float32), register, np.zeros((n, 52), np.float32), np.zeros(n, np.float32))
+    return DocumentHead(
+        np.eye(n, 512, dtype=np.float32), register, np.zeros((n, 52), np.float32), np.zeros(n, np.float32)
+    )
 
 
 def test_review_sentiment_counts_only_as_far_as_korean_text_reads_like_a_comment() -> None:
@@ -265,7 +267,9 @@ def test_the_comment_neutral_offset_fades_with_the_literary_register() -> None:
     neutral = EKMAN_LABELS.index("neutral")
     zero_weight, zero_bias = np.zeros((n, 52), np.float32), np.zeros(n, np.float32)
     meta = {"comment_neutral_offset": 0.4}
-    head = DocumentHead(np.eye(n, 512, dtype=np.float32), np.zeros(513, np.float32), zero_weight, zero_bias, meta)
+    head = DocumentHead(
+        np.eye(n, 512, dtype=np.float32), np.zeros(513, np.float32), zero_weight, zero_bias, meta
+    )
     comment, story = np.zeros((2, 52), np.float32), np.zeros((2, 52), np.float32)
     comment[:, LITERARY_COLUMN], story[:, LITERARY_COLUMN] = 0.0, 1.0
     p_comment, p_story = head.probabilities(comment)[0], head.probabilities(story)[0]
@@ -325,7 +329,10 @@ def test_document_sets_are_deterministic_and_parts_disjoint() -> None:
     assert "neutral" not in diluted.gold and len(diluted.texts) == 12
     with pytest.raises(ValueError):
         D.korean_documents(part="train")
-    kote_tune, kote_report = D.korean_emotion_documents(part="tune", per_class=3), D.korean_emotion_documents(per_class=3)
+    kote_tune, kote_report = (
+        D.korean_emotion_documents(part="tune", per_class=3),
+        D.korean_emotion_documents(per_class=3),
+    )
     assert sorted(set(kote_report.gold)) == ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
     assert not set(kote_tune.texts) & set(kote_report.texts)
     assert D.korean_emotion_documents(per_class=3).texts == kote_report.texts

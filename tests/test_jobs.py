@@ -395,11 +395,11 @@ async def test_one_worker_per_device_serves_jobs_in_parallel():
 
 
 def sleepy_engine(log: Path, **config) -> JobEngine:
-    """Thread workers on the sleeping backend (0.2 s + 0.05 s per track, silence): cheap timing."""
+    """Thread workers on the sleeping backend (0.1 s + 0.1 s per track, silence): cheap timing."""
     from tests.sleepy_backend import SleepyBackend
 
     def factory(device: str) -> SleepyBackend:
-        return SleepyBackend(0.2, 0.05, 2, str(log), 8)
+        return SleepyBackend(0.1, 0.1, 2, str(log), 8)
 
     return JobEngine(EngineConfig(backend_factory=factory, per_user_limit=5, batch_window=0.05, **config))
 

@@ -316,7 +316,7 @@ class RemoteWorker:
         return None
 
     async def _write(self, entry_id: str, results: list[tuple[str, Outcome, dict]]) -> None:
-        """The results, grouped into script calls of a few hundred KB (``finish_calls``), and the
+        """The results, grouped into script calls of up to 64 KB of results (``finish_calls``), and the
         batch's ack in the last one, all in one pipeline. A worker that dies midway leaves the batch
         pending: it is reclaimed and its jobs already written keep their first result."""
         keys = [self.keys.batches, self.keys.results]

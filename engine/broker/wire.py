@@ -339,7 +339,7 @@ def finish_calls(
     prefix: str,
     ttl: float,
     results: list[tuple[str, Outcome, dict]],
-    chunk_bytes: int | None = 256 * 1024,
+    chunk_bytes: int | None = 64 * 1024,
 ) -> list[list[Any]]:
     """ARGV lists for FINISH_BATCH that together write ``results`` and then ack ``entry_id``.
 

@@ -344,7 +344,9 @@ class Analyzer:
             reasons.append("felt most in " + ", ".join(f"“{q}”" for q in mood.quotes))
         if mood.review_sentiment is not None and mood.review_sentiment[0] >= 0.05:
             share_r, positive = mood.review_sentiment
-            reasons.append(f"review sentiment {positive:.2f} positive, weight {share_r:.2f} in valence (comment-like register)")
+            reasons.append(
+                f"review sentiment {positive:.2f} positive, weight {share_r:.2f} in valence (comment-like register)"
+            )
         near = [e.en for e in cat.moods_near(valence, arousal, k=3) if e.en not in moods][: 3 - len(moods)]
         reasons.append(f"valence {_signed(valence)}, arousal {_signed(arousal)} → {', '.join(near)}")
         moods += near

@@ -273,7 +273,11 @@ def load_poem_verses(data_dir: Path = DEFAULT_DATA_DIR) -> tuple[list[str], np.n
 
 
 def poem_documents(
-    data_dir: Path = DEFAULT_DATA_DIR, part: str = "report", per_class: int = 40, polar: int = 3, plain: int = 3
+    data_dir: Path = DEFAULT_DATA_DIR,
+    part: str = "report",
+    per_class: int = 40,
+    polar: int = 3,
+    plain: int = 3,
 ) -> tuple[Documents, Documents]:
     """(single verses, stanzas) of negative (-1) and positive (+1) poem lines.
 
@@ -302,7 +306,9 @@ def poem_documents(
     return verses, stanzas
 
 
-def emobank_documents(data_dir: Path = DEFAULT_DATA_DIR, part: str = "report", size: int = DOC_SIZE) -> Documents:
+def emobank_documents(
+    data_dir: Path = DEFAULT_DATA_DIR, part: str = "report", size: int = DOC_SIZE
+) -> Documents:
     """EmoBank dev sentences grouped by source document (the ``id`` before the first ``_`` names it),
     in text order, cut into windows of up to ``size`` sentences; gold is the window's mean valence.
 

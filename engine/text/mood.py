@@ -271,7 +271,9 @@ def read_mood(
     scores = {label_: float(p) for label_, p in zip(EKMAN_LABELS, probs, strict=True)}
     model_v, model_a = (float(x) for x in np.clip(weights @ va, -1.0, 1.0))
     # the point on the plane implied by the emotions: from the head's and the pooled probabilities
-    implied = dict(zip(EKMAN_LABELS, (HEAD_VA_SHARE * probs + (1 - HEAD_VA_SHARE) * pooled).tolist(), strict=True))
+    implied = dict(
+        zip(EKMAN_LABELS, (HEAD_VA_SHARE * probs + (1 - HEAD_VA_SHARE) * pooled).tolist(), strict=True)
+    )
     valence, arousal = to_mood_plane(model_v, model_a, implied, language, gain=gain)
     review = None
     if sentiment is not None and head is not None and language in REVIEW_SENTIMENT_LANGUAGES:
