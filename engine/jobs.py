@@ -387,7 +387,15 @@ class JobEngine:
                 if not self._stopping and not self._broker.available():
                     self._fail_everything_unavailable()
                 return
-            jobs = await self._next_batch(slot)
+            try:
+                jobs = await self._next_batch(slot)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a scheduler bug must not silently stop all dispatching
+                log.exception("forming a batch for %s failed; trying again in a second", slot.name)
+                self._broker.release(slot)
+                await asyncio.sleep(1.0)
+                continue
             if not jobs:
                 self._broker.release(slot)
                 return
