@@ -3,7 +3,7 @@
 Loop: announce readiness (a token on ``ready``), read ONE batch (``XREADGROUP COUNT 1``) or reclaim
 a silent worker's batch (``XAUTOCLAIM`` past the visibility timeout), run it on today's device
 worker (a child process by default: crash isolation, OOM split), publish progress, then write the
-results and acknowledge in one Lua call (the first final result per job wins). A busy worker keeps
+results (the first final result per job wins) and acknowledge (``_write``). A busy worker keeps
 its claim alive; a batch delivered more than ``max_attempts`` times goes to the ``dead`` stream and
 its jobs fail with a message. SIGTERM drains: the current batch finishes, no new one is taken.
 """
@@ -29,14 +29,14 @@ from engine.broker.execute import BatchRun, WorkerLost
 from engine.broker.local import restart_with_backoff
 from engine.broker.redis_broker import ensure_groups, redacted
 from engine.broker.wire import (
-    FINISH_BATCH,
     REFRESH_CLAIM,
+    TERMINAL_OUTCOMES,
     WORKERS_GROUP,
     Keys,
     WireError,
     decode_batch,
     dumps,
-    finish_calls,
+    encode_result,
 )
 from engine.worker import ProcessWorker, ThreadWorker
 
@@ -316,21 +316,46 @@ class RemoteWorker:
         return None
 
     async def _write(self, entry_id: str, results: list[tuple[str, Outcome, dict]]) -> None:
-        """The results, grouped into script calls of up to 64 KB of results (``finish_calls``), and the
-        batch's ack in the last one, all in one pipeline. A worker that dies midway leaves the batch
-        pending: it is reclaimed and its jobs already written keep their first result."""
-        keys = [self.keys.batches, self.keys.results]
-        calls = finish_calls(WORKERS_GROUP, entry_id, self.opt.prefix, self.opt.result_ttl, results)
-        # EVAL, not a registered script: that would add a SCRIPT EXISTS round trip per pipeline
-        # (Redis caches the script by its hash either way, and a restarted Redis needs no reload)
+        """Write the results, then acknowledge the batch: two round trips, no audio through Lua.
+
+        1. One transaction: each final result claims its job (``SET result:<job> NX``) and is added
+           to the results stream, so a claim never exists without its entry. Plain XADDs: a script
+           call copies its arguments (Redis ``commandstats``: EVAL 407 µs vs XADD 80 µs for 156 KB).
+        2. Each won job's key points at its entry (adoption finds it there); an entry whose claim
+           was lost — another worker finished the job first — is deleted again (a front end that
+           read it meanwhile keeps the first result it saw, the winner's, which precedes it); then
+           the batch is acknowledged. A worker that dies between the two leaves the batch pending:
+           it is reclaimed and its jobs keep their first result."""
+        ttl_ms = int(self.opt.result_ttl * 1000)
+        oldest = f"{max(0, int(time.time() * 1000) - ttl_ms)}-0"
+        written = [(job_id, outcome.kind in TERMINAL_OUTCOMES, encode_result(job_id, outcome, extra))
+                   for job_id, outcome, extra in results]  # fmt: skip
+        replies: list = []
+        if written:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for job_id, final, fields in written:
+                    if final:
+                        pipe.set(self.keys.result(job_id), b"pending", nx=True, px=ttl_ms)
+                    pipe.xadd(self.keys.results, fields, minid=oldest, approximate=True)
+                replies = await pipe.execute()
+        lost = []
         async with self.redis.pipeline(transaction=False) as pipe:
-            for args in calls:
-                pipe.eval(FINISH_BATCH, 2, *keys, *args)
-            replies = await pipe.execute()
-        kept = {w.decode() for written in replies for w in written}
-        for job_id, outcome, _ in results:
-            if outcome.kind in ("done", "failed") and job_id not in kept:
-                log.info("job %s already has a result from another worker; ours is dropped", job_id)
+            answers = iter(replies)
+            for job_id, final, _fields in written:
+                won = next(answers) if final else True
+                entry = next(answers)
+                if not final:
+                    continue
+                if won:
+                    pipe.set(self.keys.result(job_id), entry, px=ttl_ms)
+                else:
+                    pipe.xdel(self.keys.results, entry)
+                    lost.append(job_id)
+            pipe.xack(self.keys.batches, WORKERS_GROUP, entry_id)
+            pipe.xdel(self.keys.batches, entry_id)
+            await pipe.execute()
+        for job_id in lost:
+            log.info("job %s already has a result from another worker; ours is dropped", job_id)
 
     async def _watch_cancels(self, ids: list[str], run: BatchRun) -> None:
         """The cancel keys, checked while the batch runs: abort the call once nobody wants it."""

@@ -1,4 +1,4 @@
-"""What travels through Redis: key names, batch and result entries (JSON + raw audio), Lua scripts.
+"""What travels through Redis: key names, batch and result entries (JSON + raw audio), a Lua script.
 
 Nothing here is pickled: a Redis entry is data, never code. A finished track travels as its
 encoded file (the worker finished and encoded it); raw audio (a continuation's source, a job that
@@ -290,7 +290,7 @@ def decode_result(fields: dict[bytes, bytes]) -> tuple[dict, Outcome]:
     return meta, outcome
 
 
-# -- Lua: each runs atomically inside Redis --------------------------------------------------------
+# -- Lua: runs atomically inside Redis ------------------------------------------------------------
 
 # Keep a busy worker's claim alive, but never steal a batch another worker reclaimed.
 # 1: refreshed; 0: another worker owns it now; -1: gone (acknowledged: someone finished it).
@@ -301,66 +301,3 @@ if p[1][2] ~= ARGV[3] then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
 return 1
 """
-
-# Write a batch's results, first final result per job wins, then ack and delete the batch entry
-# (unless the entry id is empty: more results of that batch follow in a later call).
-# KEYS[1] batches, KEYS[2] results. ARGV: group, entry id, key prefix, ttl ms, results min id,
-# then per job: job id, final (1/0), n fields, field, value, ... Returns the job ids written.
-FINISH_BATCH = """
-local group, entry, prefix, ttl, minid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local written = {}
-local i = 6
-while i <= #ARGV do
-  local job, final, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local fields = {}
-  for k = 1, 2 * n do fields[k] = ARGV[i + 2 + k] end
-  i = i + 3 + 2 * n
-  local ok = true
-  if final == '1' then
-    ok = redis.call('SET', prefix .. ':result:' .. job, 'pending', 'NX', 'PX', ttl)
-  end
-  if ok then
-    local id = redis.call('XADD', KEYS[2], 'MINID', '~', minid, '*', unpack(fields))
-    if final == '1' then redis.call('SET', prefix .. ':result:' .. job, id, 'PX', ttl) end
-    written[#written + 1] = job
-  end
-end
-if entry ~= '' then
-  redis.call('XACK', KEYS[1], group, entry)
-  redis.call('XDEL', KEYS[1], entry)
-end
-return written
-"""
-
-
-def finish_calls(
-    group: str,
-    entry_id: str,
-    prefix: str,
-    ttl: float,
-    results: list[tuple[str, Outcome, dict]],
-    chunk_bytes: int | None = 64 * 1024,
-) -> list[list[Any]]:
-    """ARGV lists for FINISH_BATCH that together write ``results`` and then ack ``entry_id``.
-
-    Results are grouped into calls of about ``chunk_bytes`` (None: one call). A small batch's
-    results land in one call, so a front end blocked on the stream gets them all in one reply; a
-    big batch's first call lands (and can be read) while the rest of its audio is on its way.
-    Only the last call acks the batch, so a worker that dies midway leaves it pending."""
-    now_ms = int(time.time() * 1000)
-    head: list[Any] = [group, "", prefix, int(ttl * 1000), f"{max(0, now_ms - int(ttl * 1000))}-0"]
-    calls: list[list[Any]] = [list(head)]
-    size = 0
-    for job_id, outcome, extra in results:
-        fields = encode_result(job_id, outcome, extra)
-        part: list[Any] = [job_id, "1" if outcome.kind in TERMINAL_OUTCOMES else "0", len(fields)]
-        for key, value in fields.items():
-            part += [key, value]
-        nbytes = sum(len(v) for v in fields.values())
-        if chunk_bytes is not None and size and size + nbytes > chunk_bytes:
-            calls.append(list(head))
-            size = 0
-        calls[-1] += part
-        size += nbytes
-    calls[-1][1] = entry_id
-    return calls
