@@ -274,6 +274,12 @@ class RedisBroker:
         if done_jobs:
             pipe.hdel(self.keys.inflight, *done_jobs)
 
+    async def _ack(self, acks: list, done_jobs: list[str]) -> None:
+        if acks or done_jobs:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                self._queue_acks(pipe, acks, done_jobs)
+                await pipe.execute()
+
     async def _drain_unacked_results(self) -> None:
         """Results a previous front end read but never acknowledged: take them over first."""
         cursor = "0-0"
@@ -281,11 +287,7 @@ class RedisBroker:
             cursor, entries, *_ = await self.redis.xautoclaim(
                 self.keys.results, FRONTEND_GROUP, self.instance, min_idle_time=0, start_id=cursor, count=100
             )
-            acks, done_jobs = self._handle_entries(entries)
-            if acks:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    self._queue_acks(pipe, acks, done_jobs)
-                    await pipe.execute()
+            await self._ack(*self._handle_entries(entries))
             if cursor in (b"0-0", "0-0"):
                 return
 
@@ -312,13 +314,10 @@ class RedisBroker:
             except Exception as exc:  # Redis restarting: keep trying, the entries wait for us
                 log.error("reading results from Redis failed: %s", exc)
                 await asyncio.sleep(1.0)
-        if acks or done_jobs:
-            try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    self._queue_acks(pipe, acks, done_jobs)
-                    await pipe.execute()
-            except Exception as exc:  # unacked results are drained by the next front end
-                log.warning("could not acknowledge the last results: %s", exc)
+        try:
+            await self._ack(acks, done_jobs)
+        except Exception as exc:  # unacked results are drained by the next front end
+            log.warning("could not acknowledge the last results: %s", exc)
 
     async def _read_progress(self) -> None:
         pubsub = self.redis.pubsub()
