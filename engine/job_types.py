@@ -168,7 +168,7 @@ class _Job:
         req = self.request
         if req.continue_from is not None or req.seed is not None:
             return None
-        return ("generate", duration_bucket(req.spec.duration), req.samples)
+        return ("generate", self.bucket(), req.samples)
 
     def emit(self, event: JobEvent) -> None:
         self.events.emit(event)

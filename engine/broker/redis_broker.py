@@ -24,7 +24,15 @@ from redis.exceptions import ResponseError
 
 from engine import metrics
 from engine.broker.base import BatchItem, BatchProgress, Outcome, Wanted
-from engine.broker.wire import FRONTEND_GROUP, WORKERS_GROUP, Keys, WireError, decode_result, encode_batch
+from engine.broker.wire import (
+    FRONTEND_GROUP,
+    TERMINAL_OUTCOMES,
+    WORKERS_GROUP,
+    Keys,
+    WireError,
+    decode_result,
+    encode_batch,
+)
 from engine.errors import BackendUnavailable
 
 log = logging.getLogger("textunes.engine")
@@ -249,7 +257,7 @@ class RedisBroker:
         fut = self._waiting.get(job_id)
         if fut is not None and not fut.done():
             fut.set_result(outcome)
-        elif outcome.kind in ("done", "failed"):
+        elif outcome.kind in TERMINAL_OUTCOMES:
             self._orphans[job_id] = (time.monotonic(), outcome)  # for a resubmit after our restart
             while len(self._orphans) > 1000:
                 self._orphans.popitem(last=False)
