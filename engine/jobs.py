@@ -441,7 +441,13 @@ class JobEngine:
         watchdog = asyncio.create_task(self._watch_deadlines(jobs))
         outcomes: dict[str, Outcome] = {}
         try:
-            outcomes = await slot.execute([BatchItem(j.job_id, j.request) for j in jobs], progress, wanted)
+            by_id = {j.job_id: j for j in jobs}
+            outcomes = await slot.execute(
+                [BatchItem(j.job_id, j.request) for j in jobs],
+                progress,
+                wanted,
+                lambda job_id, outcome: self._apply_one(by_id[job_id], outcome),  # settled: end it now
+            )
         except asyncio.CancelledError:
             raise
         except Exception:  # a scheduler or broker bug must not leave jobs hanging
@@ -475,17 +481,20 @@ class JobEngine:
 
     def _apply(self, jobs: list[_Job], outcomes: dict[str, Outcome]) -> None:
         for job in jobs:
-            if job.finished:
-                continue
-            outcome = outcomes.get(job.job_id) or Outcome("retry", detail="the executor returned nothing")
-            if outcome.kind == "done":
-                self._finish(job, "done", tracks=outcome.tracks)
-            elif outcome.kind == "failed":
-                self._finish_failed(
-                    job, JobFailed(outcome.message, reason=outcome.reason, detail=outcome.detail)
-                )
-            else:  # "retry", or "dropped" for a job we still want: it did not run to the end
-                self._requeue_or_fail(job, outcome.detail or "the job was interrupted")
+            self._apply_one(
+                job, outcomes.get(job.job_id) or Outcome("retry", detail="the executor returned nothing")
+            )
+
+    def _apply_one(self, job: _Job, outcome: Outcome) -> None:
+        """End a job as its executor says (or put it back in line); once only."""
+        if job.finished:
+            return
+        if outcome.kind == "done":
+            self._finish(job, "done", tracks=outcome.tracks)
+        elif outcome.kind == "failed":
+            self._finish_failed(job, JobFailed(outcome.message, reason=outcome.reason, detail=outcome.detail))
+        else:  # "retry", or "dropped" for a job we still want: it did not run to the end
+            self._requeue_or_fail(job, outcome.detail or "the job was interrupted")
 
     def _fail_everything_unavailable(self) -> None:
         for job in list(self._jobs.values()):

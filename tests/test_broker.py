@@ -174,6 +174,32 @@ async def test_the_worker_finishes_and_encodes_so_only_the_file_crosses_redis(cl
     assert record.frames == 32000 and store.load_track(record.id).audio.shape == (1, 32000)
 
 
+async def test_a_remote_job_reaches_the_front_end_before_the_rest_of_its_batch_is_encoded(cluster):
+    # one call makes both tracks; the worker writes the quick job's result at once instead of
+    # after the slow job's two-minute mp3 (about 0.15 s of encoding here)
+    from engine.job_types import Finishing
+
+    cluster.start("w1", base=0.2, per_row=0.0)
+    await cluster.ready(1)
+    slow_finish = Finishing(format="mp3", duration=120.0, loop=True)
+    async with cluster.engine() as engine:
+        quick = await engine.submit(JobRequest(user_id="a", spec=spec("quick", 1.0), job_id="quick-1"))
+        slow = await engine.submit(
+            JobRequest(user_id="b", spec=spec("slow", 1.0), job_id="slow-1", finishing=slow_finish)
+        )
+        (track,) = await asyncio.wait_for(quick.result(), 60)
+        assert track.spec.prompt == "quick" and not slow.done()
+        (encoded,) = await asyncio.wait_for(slow.result(), 60)
+        timings = {t["job_id"]: t for t in engine._broker.timings}
+    assert [sorted(c["prompts"]) for c in cluster.calls()] == [["quick", "slow"]]
+    assert encoded.encoded.format == "mp3"
+    assert timings["quick-1"]["read_at"] < timings["slow-1"]["finished"]  # read before the other was done
+    assert (await cluster.redis.get(f"{cluster.prefix}:result:slow-1")).startswith(
+        b"1"
+    )  # points at its entry
+    assert await cluster.redis.xlen(f"{cluster.prefix}:batches") == 0  # the batch was acknowledged
+
+
 async def _round_robin_order(engine: JobEngine) -> None:
     blocker = await engine.submit(JobRequest(user_id="z", spec=spec("blocker")))
     await first(blocker)

@@ -21,6 +21,7 @@ import pytest
 
 from engine.errors import UserInputError
 from engine.generation.base import GenerationCancelled
+from engine.job_types import Finishing
 from engine.jobs import (
     EngineConfig,
     JobCancelled,
@@ -547,3 +548,19 @@ async def test_worker_process_exits_when_its_parent_is_killed(tmp_path):
             parent.kill()
         if child is not None and child.is_running():  # never leave an orphan behind
             child.kill()
+
+
+async def test_a_job_ends_when_its_track_is_finished_not_when_its_whole_batch_is(tmp_path):
+    # one call makes both tracks; the quick job needs no encoding, the slow one a two-minute mp3
+    # (about 0.15 s of encoding here): the quick job's result must not wait for that encoder
+    from tests.sleepy_backend import read_log
+
+    slow_finish = Finishing(format="mp3", duration=120.0, loop=True)
+    async with sleepy_engine(tmp_path / "calls", devices=["cpu"]) as engine:
+        quick = await engine.submit(JobRequest(user_id="a", spec=spec("quick", 1.0)))
+        slow = await engine.submit(JobRequest(user_id="b", spec=spec("slow", 1.0), finishing=slow_finish))
+        (track,) = await quick.result()
+        assert track.spec.prompt == "quick" and not slow.done()  # the batch is still encoding
+        (encoded,) = await slow.result()
+    assert [set(call["prompts"]) for call in read_log(tmp_path / "calls")] == [{"quick", "slow"}]
+    assert encoded.encoded.format == "mp3" and encoded.duration == pytest.approx(120.0)

@@ -2,7 +2,7 @@
 
 The scheduler (``engine.jobs.JobEngine``) keeps the fair queue and forms batches; a ``Broker``
 hands it *slots* — executors that said they are ready — and a slot runs one formed batch and
-returns one ``Outcome`` per job. The in-process broker's slots are device workers in this process;
+returns one ``Outcome`` per job, reporting each job's final outcome as soon as it is known. The in-process broker's slots are device workers in this process;
 the Redis broker's slots are remote ``textunes worker`` processes.
 """
 
@@ -49,6 +49,11 @@ class Outcome:
 BatchProgress = Callable[[list[str], float], None]
 # wanted(job_id): False once the scheduler no longer wants the job's result (cancelled, timed out)
 Wanted = Callable[[str], bool]
+# settled(job_id, outcome): a job's final outcome ("done" or "failed") the moment it is known, before
+# the rest of its batch is finished: its user need not wait for the other jobs' encoding
+Settled = Callable[[str, Outcome], None]
+
+TERMINAL_OUTCOMES = ("done", "failed")  # the outcomes that end a job; the others put it back or drop it
 
 
 class Slot(Protocol):
@@ -58,7 +63,7 @@ class Slot(Protocol):
     max_batch: int
 
     async def execute(
-        self, items: list[BatchItem], progress: BatchProgress, wanted: Wanted
+        self, items: list[BatchItem], progress: BatchProgress, wanted: Wanted, settled: Settled | None = None
     ) -> dict[str, Outcome]: ...
 
     def unwanted(self, job_ids: list[str]) -> None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 
-from engine.broker.base import BatchItem, BatchProgress, Outcome, Wanted, failure
+from engine.broker.base import TERMINAL_OUTCOMES, BatchItem, BatchProgress, Outcome, Settled, Wanted, failure
 from engine.generation.base import GenerationCancelled
 from engine.worker import Call, ModelError, OutOfMemory, WorkerCrashed
 
@@ -24,6 +25,12 @@ class WorkerLost(Exception):
     """A worker could not be restarted; it stops serving."""
 
 
+def finishing_concurrency() -> int:
+    """How many tracks of a batch are finished and encoded at once: half the cores (each encode is
+    one ffmpeg process), at most 8, and one at a time on a small machine that also runs the bot."""
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+
 def build_call(items: list[BatchItem]) -> Call:
     first = items[0].request
     if first.continue_from is not None:
@@ -32,7 +39,10 @@ def build_call(items: list[BatchItem]) -> Call:
 
 
 class BatchRun:
-    """One batch on one worker. ``live`` is the job ids of the call now running (for aborts)."""
+    """One batch on one worker. ``live`` is the job ids of the call now running (for aborts).
+
+    Each job's final outcome goes to ``settled`` as soon as its tracks are finished and encoded,
+    so the first job of a batch is not held back by the others' encoding."""
 
     def __init__(
         self,
@@ -43,6 +53,7 @@ class BatchRun:
         wanted: Wanted,
         restart: Restart | None = None,
         stats: dict | None = None,
+        settled: Settled | None = None,
     ) -> None:
         self.worker = worker
         self.items = items
@@ -50,6 +61,7 @@ class BatchRun:
         self.wanted = wanted
         self.restart = restart
         self.stats = stats if stats is not None else {}
+        self.settled = settled
         self.outcomes: dict[str, Outcome] = {}
         self.live: list[str] = []
         self.crashed: str | None = None  # why the worker crashed during this batch, if it did
@@ -67,6 +79,11 @@ class BatchRun:
         for item in self.items:
             self.outcomes.setdefault(item.job_id, Outcome("dropped"))
         return self.outcomes
+
+    def _set(self, job_id: str, outcome: Outcome) -> None:
+        self.outcomes[job_id] = outcome
+        if self.settled is not None and outcome.kind in TERMINAL_OUTCOMES:
+            self.settled(job_id, outcome)
 
     def abort_if_unwanted(self) -> None:
         """Stop the running call when no job in it is wanted any more."""
@@ -100,11 +117,14 @@ class BatchRun:
                 await self._run_split(live[half:])
                 return
             req = live[0].request
-            self.outcomes[live[0].job_id] = failure(
-                f"This request is too big for the music device's memory "
-                f"({req.samples} × {req.spec.duration:g} s). Try a shorter duration or fewer samples.",
-                "oom",
-                str(exc),
+            self._set(
+                live[0].job_id,
+                failure(
+                    f"This request is too big for the music device's memory "
+                    f"({req.samples} × {req.spec.duration:g} s). Try a shorter duration or fewer samples.",
+                    "oom",
+                    str(exc),
+                ),
             )
             return
         except GenerationCancelled:
@@ -125,27 +145,46 @@ class BatchRun:
         except ModelError as exc:
             log.error("model error on %s: %s", self.worker.device, exc)
             for item in live:
-                self.outcomes[item.job_id] = failure(
-                    "The music model failed while making this track. It was not your input; "
-                    "please try again, and tell the bot admin if it keeps happening.",
-                    "crash",
-                    str(exc),
+                self._set(
+                    item.job_id,
+                    failure(
+                        "The music model failed while making this track. It was not your input; "
+                        "please try again, and tell the bot admin if it keeps happening.",
+                        "crash",
+                        str(exc),
+                    ),
                 )
             return
+        finally:
+            self.live = []  # the call is over: an abort from now on has nothing to stop
         self._count("tracks", len(tracks))
         if len(tracks) != call.tracks_out:
             for item in live:
-                self.outcomes[item.job_id] = failure(
-                    "The music model returned an unexpected result. Please try again.",
-                    "crash",
-                    f"expected {call.tracks_out} tracks, got {len(tracks)}",
+                self._set(
+                    item.job_id,
+                    failure(
+                        "The music model returned an unexpected result. Please try again.",
+                        "crash",
+                        f"expected {call.tracks_out} tracks, got {len(tracks)}",
+                    ),
                 )
             return
-        at = 0
+        await self._finish_each(live, tracks)
+
+    async def _finish_each(self, live: list[BatchItem], tracks: list) -> None:
+        """Finish and encode each job's tracks, a few at once, settling each job when it is ready."""
+        gate = asyncio.Semaphore(finishing_concurrency())
+
+        async def one(item: BatchItem, mine: list) -> None:
+            async with gate:
+                if self.wanted(item.job_id):  # a job cancelled mid-batch just drops its tracks
+                    self._set(item.job_id, await finished(item, mine))
+
+        at, work = 0, []
         for item in live:
             mine, at = tracks[at : at + item.tracks_out], at + item.tracks_out
-            if self.wanted(item.job_id):  # a job cancelled mid-batch just drops its tracks
-                self.outcomes[item.job_id] = await finished(item, list(mine))
+            work.append(one(item, list(mine)))
+        await asyncio.gather(*work)
 
 
 async def finished(item: BatchItem, tracks: list) -> Outcome:

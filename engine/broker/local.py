@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from engine import metrics
-from engine.broker.base import BatchItem, BatchProgress, Outcome, Wanted
+from engine.broker.base import BatchItem, BatchProgress, Outcome, Settled, Wanted
 from engine.broker.execute import BatchRun, WorkerLost
 from engine.generation.base import MusicBackend
 from engine.worker import ProcessWorker, ThreadWorker
@@ -116,14 +116,20 @@ class LocalSlot:
         self._run: BatchRun | None = None
 
     async def execute(
-        self, items: list[BatchItem], progress: BatchProgress, wanted: Wanted
+        self, items: list[BatchItem], progress: BatchProgress, wanted: Wanted, settled: Settled | None = None
     ) -> dict[str, Outcome]:
         broker = self.broker
         restart = functools.partial(
             restart_with_backoff, stats=broker.stats, stopping=lambda: broker.stopping
         )
         run = BatchRun(
-            self.worker, items, progress=progress, wanted=wanted, restart=restart, stats=broker.stats
+            self.worker,
+            items,
+            progress=progress,
+            wanted=wanted,
+            restart=restart,
+            stats=broker.stats,
+            settled=settled,
         )
         self._run = run
         try:

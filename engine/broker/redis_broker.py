@@ -23,10 +23,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from engine import metrics
-from engine.broker.base import BatchItem, BatchProgress, Outcome, Wanted
+from engine.broker.base import TERMINAL_OUTCOMES, BatchItem, BatchProgress, Outcome, Settled, Wanted
 from engine.broker.wire import (
     FRONTEND_GROUP,
-    TERMINAL_OUTCOMES,
     WORKERS_GROUP,
     Keys,
     WireError,
@@ -67,7 +66,7 @@ class RedisSlot:
         self.raw = b""  # the token as popped, to give back if unused
 
     async def execute(
-        self, items: list[BatchItem], progress: BatchProgress, wanted: Wanted
+        self, items: list[BatchItem], progress: BatchProgress, wanted: Wanted, settled: Settled | None = None
     ) -> dict[str, Outcome]:
         b = self.broker
         self.used = True
@@ -80,7 +79,7 @@ class RedisSlot:
             b.stats["batched_jobs"] += len(items)
             where = json.dumps({"batch": batch_id, "entry": entry_id})
             await b.redis.hset(b.keys.inflight, mapping={item.job_id: where for item in items})
-            return await b.collect(futures, wanted)
+            return await b.collect(futures, wanted, settled)
         finally:
             for job_id, fut in futures.items():
                 b.forget(job_id, fut)
@@ -230,8 +229,11 @@ class RedisBroker:
             del self._waiting[job_id]
             self._progress.pop(job_id, None)
 
-    async def collect(self, futures: dict[str, asyncio.Future], wanted: Wanted) -> dict[str, Outcome]:
-        """Outcomes of ``futures`` as they arrive; stop waiting for jobs nobody wants any more."""
+    async def collect(
+        self, futures: dict[str, asyncio.Future], wanted: Wanted, settled: Settled | None = None
+    ) -> dict[str, Outcome]:
+        """Outcomes of ``futures`` as they arrive (each final one handed to ``settled`` at once);
+        stop waiting for jobs nobody wants any more."""
         outcomes: dict[str, Outcome] = {}
         pending = dict(futures)
         while pending:
@@ -240,6 +242,8 @@ class RedisBroker:
                 if fut.done():
                     outcomes[job_id] = fut.result()
                     del pending[job_id]
+                    if settled is not None and outcomes[job_id].kind in TERMINAL_OUTCOMES:
+                        settled(job_id, outcomes[job_id])
                 elif not wanted(job_id):
                     outcomes[job_id] = Outcome("dropped")
                     del pending[job_id]

@@ -2,10 +2,10 @@
 
 Loop: announce readiness (a token on ``ready``), read ONE batch (``XREADGROUP COUNT 1``) or reclaim
 a silent worker's batch (``XAUTOCLAIM`` past the visibility timeout), run it on today's device
-worker (a child process by default: crash isolation, OOM split), publish progress, then write the
-results (the first final result per job wins) and acknowledge (``_write``). A busy worker keeps
-its claim alive; a batch delivered more than ``max_attempts`` times goes to the ``dead`` stream and
-its jobs fail with a message. SIGTERM drains: the current batch finishes, no new one is taken.
+worker (a child process by default: crash isolation, OOM split), publish progress, write each
+job's result the moment it is finished and encoded (the first final result per job wins), then
+acknowledge the batch (``_BatchResults``). A busy worker keeps its claim alive; a batch delivered
+more than ``max_attempts`` times goes to the ``dead`` stream and its jobs fail with a message. SIGTERM drains: the current batch finishes, no new one is taken.
 """
 
 from __future__ import annotations
@@ -24,13 +24,12 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from engine import metrics
-from engine.broker.base import BatchItem, Outcome, gave_up
+from engine.broker.base import TERMINAL_OUTCOMES, BatchItem, Outcome, gave_up
 from engine.broker.execute import BatchRun, WorkerLost
 from engine.broker.local import restart_with_backoff
 from engine.broker.redis_broker import ensure_groups, redacted
 from engine.broker.wire import (
     REFRESH_CLAIM,
-    TERMINAL_OUTCOMES,
     WORKERS_GROUP,
     Keys,
     WireError,
@@ -248,15 +247,21 @@ class RemoteWorker:
             await self.redis.xack(self.keys.batches, WORKERS_GROUP, entry_id)
             await self.redis.xdel(self.keys.batches, entry_id)
             return
+        results = _BatchResults(self, entry_id, head)
         while True:
             deliveries = 1 if fresh else await self._deliveries(entry_id)
             fresh = False
             if deliveries == 0:
                 return  # acknowledged elsewhere meanwhile
             if deliveries > self.opt.max_attempts:
-                await self._dead_letter(entry_id, head, items, deliveries - 1)
+                await self._dead_letter(results, items, deliveries - 1)
                 return
-            crashed = await self._run_batch(entry_id, head, items)
+            # a job whose result went out before our model process died is not made again
+            items = [i for i in items if i.job_id not in results.sent]
+            if not items:
+                await results.finish()
+                return
+            crashed = await self._run_batch(results, items)
             if crashed is None:
                 return
             # our model process died on this batch: restart it and count that as a delivery
@@ -272,10 +277,11 @@ class RemoteWorker:
             if not again or not again[0][1]:
                 return
 
-    async def _run_batch(self, entry_id: str, head: dict, items: list[BatchItem]) -> str | None:
-        """Run and report one batch; the crash reason if our model process died (nothing written)."""
+    async def _run_batch(self, results: _BatchResults, items: list[BatchItem]) -> str | None:
+        """Run and report one batch (each job's result goes out as soon as it is final); the crash
+        reason if our model process died (the batch then stays unacknowledged)."""
         ids = [i.job_id for i in items]
-        received = time.time()
+        results.timing["received"] = time.time()
         flags = await self.redis.mget([self.keys.cancel(j) for j in ids])
         self._cancelled = {j for j, flag in zip(ids, flags, strict=True) if flag}
 
@@ -289,61 +295,58 @@ class RemoteWorker:
             progress=progress,
             wanted=lambda j: j not in self._cancelled,
             stats=self.stats,
+            settled=results.add,
         )
-        self._current, self._run = entry_id, run
+        self._current, self._run = results.entry_id, run
         watcher = asyncio.create_task(self._watch_cancels(ids, run))
-        started = time.monotonic()
+        results.started = time.monotonic()
         try:
             outcomes = await run.run()
         finally:
             watcher.cancel()
             self._current, self._run = None, None
-        metrics.WORKER_BATCH_SECONDS.observe(time.monotonic() - started)
+        metrics.WORKER_BATCH_SECONDS.observe(time.monotonic() - results.started)
         if run.crashed is not None:
+            await results.flush()
             metrics.WORKER_BATCHES.labels("crashed").inc()
             return run.crashed
-        timing = {"sent": head.get("sent_at"), "received": received, "ran": time.monotonic() - started}
-        extra = {"batch_id": head.get("batch_id"), "worker": self.name}
-        results = []
-        for item in items:
-            outcome = outcomes.get(item.job_id) or Outcome("dropped")
-            if outcome.kind == "dropped" or (item.job_id in self._cancelled and outcome.kind != "done"):
-                continue  # nobody waits for it (cancelled, or finished by another worker)
-            results.append((item.job_id, outcome, dict(extra, timing=dict(timing, finished=time.time()))))
-        await self._write(entry_id, results)
+        for item in items:  # what did not settle early: retries (a lost call) and drops
+            results.add(item.job_id, outcomes.get(item.job_id) or Outcome("dropped"))
+        await results.finish()
         self.batches_done += 1
         metrics.WORKER_BATCHES.labels("done").inc()
         return None
 
-    async def _write(self, entry_id: str, results: list[tuple[str, Outcome, dict]]) -> None:
-        """Write the results, then acknowledge the batch: two round trips, no audio through Lua.
-
-        1. One transaction: each final result claims its job (``SET result:<job> NX``) and is added
-           to the results stream, so a claim never exists without its entry. Plain XADDs: a script
-           call copies its arguments (Redis ``commandstats``: EVAL 407 µs vs XADD 80 µs for 156 KB).
-        2. Each won job's key points at its entry (adoption finds it there); an entry whose claim
-           was lost — another worker finished the job first — is deleted again (a front end that
-           read it meanwhile keeps the first result it saw, the winner's, which precedes it); then
-           the batch is acknowledged. A worker that dies between the two leaves the batch pending:
-           it is reclaimed and its jobs keep their first result."""
+    async def _add_results(self, results: list[tuple[str, Outcome, dict]]) -> list[tuple[str, bool, bytes]]:
+        """Write results in one transaction: each final result claims its job (``SET result:<job>
+        NX``) and is added to the results stream, so a claim never exists without its entry. Plain
+        XADDs: a script call copies its arguments (Redis ``commandstats``: EVAL 407 µs vs XADD 80 µs
+        for 156 KB). Returns (job, whether final, whether our claim won, entry id) per result."""
         ttl_ms = int(self.opt.result_ttl * 1000)
         oldest = f"{max(0, int(time.time() * 1000) - ttl_ms)}-0"
         written = [(job_id, outcome.kind in TERMINAL_OUTCOMES, encode_result(job_id, outcome, extra))
                    for job_id, outcome, extra in results]  # fmt: skip
-        replies: list = []
-        if written:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                for job_id, final, fields in written:
-                    if final:
-                        pipe.set(self.keys.result(job_id), b"pending", nx=True, px=ttl_ms)
-                    pipe.xadd(self.keys.results, fields, minid=oldest, approximate=True)
-                replies = await pipe.execute()
+        if not written:
+            return []
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for job_id, final, fields in written:
+                if final:
+                    pipe.set(self.keys.result(job_id), b"pending", nx=True, px=ttl_ms)
+                pipe.xadd(self.keys.results, fields, minid=oldest, approximate=True)
+            answers = iter(await pipe.execute())
+        return [(job_id, final, bool(next(answers)) if final else True, next(answers))
+                for job_id, final, _fields in written]  # fmt: skip
+
+    async def _settle(self, entry_id: str, written: list[tuple[str, bool, bool, bytes]]) -> None:
+        """After every result of the batch is written: each won job's key points at its entry
+        (adoption finds it there); an entry whose claim was lost — another worker finished the job
+        first — is deleted again (a front end that read it meanwhile keeps the first result it saw,
+        the winner's, which precedes it); then the batch is acknowledged. A worker that dies before
+        this leaves the batch pending: it is reclaimed and its jobs keep their first result."""
+        ttl_ms = int(self.opt.result_ttl * 1000)
         lost = []
         async with self.redis.pipeline(transaction=False) as pipe:
-            answers = iter(replies)
-            for job_id, final, _fields in written:
-                won = next(answers) if final else True
-                entry = next(answers)
+            for job_id, final, won, entry in written:
                 if not final:
                     continue
                 if won:
@@ -369,11 +372,12 @@ class RemoteWorker:
             self._cancelled.update(j for j, flag in zip(ids, flags, strict=True) if flag)
             run.abort_if_unwanted()
 
-    async def _dead_letter(self, entry_id: str, head: dict, items: list[BatchItem], attempts: int) -> None:
+    async def _dead_letter(self, results: _BatchResults, items: list[BatchItem], attempts: int) -> None:
+        entry_id = results.entry_id
         log.error("batch %s was tried %d times; it goes to the dead-letter stream", entry_id, attempts)
         record = {
             "entry": entry_id,
-            "batch_id": str(head.get("batch_id")),
+            "batch_id": str(results.head.get("batch_id")),
             "jobs": json.dumps([i.job_id for i in items]),
             "attempts": str(attempts),
             "worker": self.name,
@@ -381,6 +385,53 @@ class RemoteWorker:
         }
         await self.redis.xadd(self.keys.dead, record, maxlen=10000, approximate=True)
         why = f"batch {entry_id} was delivered {attempts + 1} times"
-        extra = {"batch_id": head.get("batch_id"), "worker": self.name}
-        await self._write(entry_id, [(i.job_id, gave_up(attempts, why), extra) for i in items])
+        for item in items:
+            results.add(item.job_id, gave_up(attempts, why))
+        await results.finish()
         metrics.WORKER_BATCHES.labels("dead").inc()
+
+
+class _BatchResults:
+    """One batch's results on their way out: each is written the moment its job settles, while the
+    rest of the batch is still being finished (what is ready meanwhile goes in one transaction);
+    ``finish`` writes the rest and acknowledges the batch."""
+
+    def __init__(self, worker: RemoteWorker, entry_id: str, head: dict) -> None:
+        self.worker = worker
+        self.entry_id = entry_id
+        self.head = head
+        self.timing: dict = {"sent": head.get("sent_at")}
+        self.started = time.monotonic()
+        self.sent: set[str] = set()  # jobs whose result is written or on its way
+        self.written: list[tuple[str, bool, bool, bytes]] = []
+        self._ready: list[tuple[str, Outcome, dict]] = []
+        self._writing: asyncio.Task | None = None
+
+    def add(self, job_id: str, outcome: Outcome) -> None:
+        if job_id in self.sent or outcome.kind == "dropped":
+            return
+        if job_id in self.worker._cancelled and outcome.kind != "done":
+            return  # nobody waits for it (cancelled, or finished by another worker)
+        self.sent.add(job_id)
+        timing = dict(self.timing, ran=time.monotonic() - self.started, finished=time.time())
+        extra = {"batch_id": self.head.get("batch_id"), "worker": self.worker.name, "timing": timing}
+        self._ready.append((job_id, outcome, extra))
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_ready())
+
+    async def _write_ready(self) -> None:
+        while self._ready:
+            batch, self._ready = self._ready, []
+            self.written += await self.worker._add_results(batch)
+
+    async def flush(self) -> None:
+        """Wait until everything added so far is written (raises what a write raised)."""
+        while self._writing is not None:
+            task = self._writing
+            await task
+            if self._writing is task:  # else a result came after it ended: wait for that write too
+                self._writing = None
+
+    async def finish(self) -> None:
+        await self.flush()
+        await self.worker._settle(self.entry_id, self.written)

@@ -49,7 +49,6 @@ class Keys:
 
 WORKERS_GROUP = "workers"
 FRONTEND_GROUP = "frontend"
-TERMINAL_OUTCOMES = ("done", "failed")
 
 
 # -- specs and tracks ------------------------------------------------------------------------------
