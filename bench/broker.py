@@ -11,7 +11,8 @@ here), then submits all jobs at once (round-robin over users); a redis-server is
 local port for the run.
 
 Columns: jobs/s over the whole burst; mean batch = jobs per generate call; submit→start = queue
-wait until the job's batch was handed to an executor; broker added = per job, (worker received −
+wait until the job's batch was handed to an executor; start→done = from then until the job's own
+tracks were back, finished and encoded (a job no longer waits for the rest of its batch); broker added = per job, (worker received −
 front end sent) + (front end read the result − worker finished it): the time Redis, the wire
 format and the reader loops add; loop lag = lateness of a 10 ms ticker on the front end's loop.
 """
@@ -67,12 +68,15 @@ async def run_burst(engine: JobEngine, jobs: int, users: int, duration: float, f
     stop.set()
     await tick
     waits = [h._job.started_at - h._job.enqueued_at for h in handles]
+    runs = [h._job.finished_at - h._job.started_at for h in handles]
     return {
         "wall": wall,
         "jobs_s": jobs / wall,
         "batch": engine.stats["batched_jobs"] / max(1, engine.stats["calls"]),
         "wait50": pct(waits, 50),
         "wait95": pct(waits, 95),
+        "run50": pct(runs, 50),
+        "run95": pct(runs, 95),
         "lag99": pct(lags, 99) * 1000,
         "lagmax": max(lags) * 1000 if lags else float("nan"),
     }
@@ -170,7 +174,8 @@ async def phase_redis(args, url: str, workers: int, *, extra: list[str], env: di
 
 def print_table(rows: list[dict]) -> None:
     head = (f"{'setup':<22} {'workers':>7} {'wall s':>7} {'jobs/s':>7} {'× 1 wkr':>7} {'batch':>6} "
-            f"{'start p50/p95 s':>16} {'broker added p50/p95 ms':>24} {'loop lag p99/max ms':>20}")  # fmt: skip
+            f"{'start p50/p95 s':>16} {'start→done p50/p95 s':>21} {'broker added p50/p95 ms':>24} "
+            f"{'loop lag p99/max ms':>20}")  # fmt: skip
     print(head)
     print("-" * len(head))
     base: dict[str, float] = {}
@@ -180,7 +185,7 @@ def print_table(rows: list[dict]) -> None:
             base[family] = r["jobs_s"]
         speed = r["jobs_s"] / base.get(family, r["jobs_s"])
         print(f"{r['setup']:<22} {r['workers']:>7} {r['wall']:>7.1f} {r['jobs_s']:>7.2f} {speed:>6.2f}× "
-              f"{r['batch']:>6.2f} {r['wait50']:>7.2f} / {r['wait95']:>6.2f} "
+              f"{r['batch']:>6.2f} {r['wait50']:>7.2f} / {r['wait95']:>6.2f} {r['run50']:>11.3f} / {r['run95']:>7.3f} "
               f"{r['added50']:>11.1f} / {r['added95']:>9.1f} {r['lag99']:>9.1f} / {r['lagmax']:>7.1f}")  # fmt: skip
 
 
