@@ -28,7 +28,8 @@ class WorkerLost(Exception):
 def finishing_concurrency() -> int:
     """How many tracks of a batch are finished and encoded at once: half the cores (each encode is
     one ffmpeg process), at most 8, and one at a time on a small machine that also runs the bot."""
-    return max(1, min(8, (os.cpu_count() or 2) // 2))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    return max(1, min(8, cores // 2))
 
 
 def build_call(items: list[BatchItem]) -> Call:

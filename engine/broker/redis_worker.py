@@ -5,7 +5,8 @@ a silent worker's batch (``XAUTOCLAIM`` past the visibility timeout), run it on 
 worker (a child process by default: crash isolation, OOM split), publish progress, write each
 job's result the moment it is finished and encoded (the first final result per job wins), then
 acknowledge the batch (``_BatchResults``). A busy worker keeps its claim alive; a batch delivered
-more than ``max_attempts`` times goes to the ``dead`` stream and its jobs fail with a message. SIGTERM drains: the current batch finishes, no new one is taken.
+more than ``max_attempts`` times goes to the ``dead`` stream and its jobs fail with a message.
+SIGTERM drains: the current batch finishes, no new one is taken.
 """
 
 from __future__ import annotations
@@ -317,7 +318,9 @@ class RemoteWorker:
         metrics.WORKER_BATCHES.labels("done").inc()
         return None
 
-    async def _add_results(self, results: list[tuple[str, Outcome, dict]]) -> list[tuple[str, bool, bytes]]:
+    async def _add_results(
+        self, results: list[tuple[str, Outcome, dict]]
+    ) -> list[tuple[str, bool, bool, bytes]]:
         """Write results in one transaction: each final result claims its job (``SET result:<job>
         NX``) and is added to the results stream, so a claim never exists without its entry. Plain
         XADDs: a script call copies its arguments (Redis ``commandstats``: EVAL 407 µs vs XADD 80 µs
