@@ -4,7 +4,8 @@ Configured from the environment so worker processes (``textunes worker --factory
 tests.sleepy_backend:make``) and their spawned model children agree:
 ``SLEEPY_RATE`` Hz (8000), ``SLEEPY_BASE`` seconds per call plus ``SLEEPY_PER_ROW`` per track, in ``SLEEPY_STEPS`` progress
 steps; every call appends one JSON line (pid, prompts, time) to ``SLEEPY_LOG`` if set. A prompt
-containing ``CRASH!`` kills the process that runs the model (a segfault stand-in).
+containing ``CRASH!`` kills the process that runs the model (a segfault stand-in); a call of
+several tracks with an ``OOM!`` prompt among them runs out of memory (the batch is split).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class SleepyBackend:
     def generate(self, specs, *, samples=1, seed=None, progress=None):
         prompts = [s.prompt for s in specs]
         self._log("generate", prompts)
+        if len(prompts) > 1 and any("OOM!" in p for p in prompts):
+            raise RuntimeError("CUDA out of memory (sleepy: a batch holding an OOM! prompt)")
         if any("CRASH!" in p for p in prompts):
             os.kill(os.getpid(), signal.SIGKILL)
         try:

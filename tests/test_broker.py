@@ -289,16 +289,28 @@ async def test_forty_jobs_from_eight_users_with_cancels_deliver_each_survivor_on
 
 
 async def test_job_that_always_crashes_its_worker_fails_and_is_dead_lettered(cluster):
+    # one batch: the pair runs out of memory and is split; the first half's job is made and its
+    # result goes out; the second half kills the model process, every time. The finished job is
+    # not made again on the retries, and only the doomed one fails and is dead-lettered.
     cluster.start("w1", isolation="process", max_attempts=2, base=0.1, per_row=0.0)
     await cluster.ready(1)
     async with cluster.engine() as engine:
-        doomed = await engine.submit(JobRequest(user_id="a", spec=spec("CRASH! always"), job_id="doomed-1"))
+        kept = await engine.submit(JobRequest(user_id="b", spec=spec("keep me"), job_id="kept-1"))
+        doomed = await engine.submit(
+            JobRequest(user_id="a", spec=spec("OOM! CRASH! always"), job_id="doomed-1")
+        )
         with pytest.raises(JobFailed) as failed:
             await asyncio.wait_for(doomed.result(), 60)
+        assert len(await asyncio.wait_for(kept.result(), 5)) == 1
         fine = await engine.submit(JobRequest(user_id="a", spec=spec("after the crashes")))
         assert len(await asyncio.wait_for(fine.result(), 60)) == 1  # the worker keeps serving
     assert failed.value.reason == "worker_lost" and "crashed 2 times" in str(failed.value)
-    assert len(cluster.calls("CRASH! always")) == 2
+    assert [sorted(c["prompts"]) for c in cluster.calls("keep me")] == [
+        ["OOM! CRASH! always", "keep me"],
+        ["keep me"],
+    ]
+    assert len(cluster.calls("OOM! CRASH! always")) == 3  # the pair, then alone twice
+    assert [r["kind"] for r in await cluster.results_for("kept-1")] == ["done"]
     dead = await cluster.redis.xrange(f"{cluster.prefix}:dead")
     assert len(dead) == 1 and json.loads(dead[0][1][b"jobs"]) == ["doomed-1"]
 
