@@ -1,6 +1,7 @@
 """Benchmark: what moving a batch of results through Redis costs on this machine, with none of our code.
 
     .venv/bin/python bench/redis_transfer.py            # 8 results per batch of 3 KB, 156 KB, 625 KB
+    .venv/bin/python bench/redis_transfer.py --split    # each result in its own transaction
 
 A writer process does what a worker does with a finished batch (one MULTI of eight XADDs) and a
 reader process what the bot does (a blocking XREADGROUP with its acks in the same round trip),
@@ -57,7 +58,23 @@ def reader(url: str, batches: int, out) -> None:
     asyncio.run(main())
 
 
-async def measure(url: str, size: int, batches: int) -> tuple[list[float], list[float]]:
+async def write_batch(r, payload: bytes, split: bool) -> None:
+    """One MULTI of eight XADDs, as a worker writes results that are ready together; ``split``: one
+    MULTI per result, all sent at once on separate connections."""
+
+    async def write(count: int) -> None:
+        async with r.pipeline(transaction=True) as pipe:
+            for _ in range(count):
+                pipe.xadd("results", {"result": b"{}", "audio:0": payload})
+            await pipe.execute()
+
+    if split:
+        await asyncio.gather(*(write(1) for _ in range(PER_BATCH)))
+    else:
+        await write(PER_BATCH)
+
+
+async def measure(url: str, size: int, batches: int, split: bool = False) -> tuple[list[float], list[float]]:
     import redis.asyncio as aioredis
 
     r = aioredis.Redis.from_url(url)
@@ -73,10 +90,7 @@ async def measure(url: str, size: int, batches: int) -> tuple[list[float], list[
     for _ in range(batches):
         await asyncio.sleep(0.1)
         t0 = time.time()
-        async with r.pipeline(transaction=True) as pipe:
-            for _ in range(PER_BATCH):
-                pipe.xadd("results", {"result": b"{}", "audio:0": payload})
-            await pipe.execute()
+        await write_batch(r, payload, split)
         starts.append(t0)
         writes.append((time.time() - t0) * 1000)
     complete = out.get(timeout=60)
@@ -90,11 +104,13 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--sizes", default="3000,160000,640000", help="bytes per result")
+    parser.add_argument("--split", action="store_true", help="each result in its own transaction")
     args = parser.parse_args()
     from tests.redis_server import RedisServer
 
     server = RedisServer(Path(tempfile.mkdtemp(prefix="bench-transfer-")))
-    print(f"redis-server on {server.url}; {PER_BATCH} results per batch, {args.batches} batches; "
+    print(f"redis-server on {server.url}; {PER_BATCH} results per batch "
+          f"({'one transaction each' if args.split else 'one transaction'}), {args.batches} batches; "
           f"{os.cpu_count()} CPUs\n")  # fmt: skip
     head = (
         f"{'per result':>10} {'per batch':>10} {'write p50/p95 ms':>17} {'reader has all p50/p90/p95 ms':>30}"
@@ -103,7 +119,7 @@ async def main() -> None:
     print("-" * len(head))
     try:
         for size in [int(s) for s in args.sizes.split(",")]:
-            writes, read = await measure(server.url, size, args.batches)
+            writes, read = await measure(server.url, size, args.batches, args.split)
             print(f"{size / 1024:>7.0f} KB {size * PER_BATCH / 1024:>7.0f} KB "
                   f"{statistics.median(writes):>8.1f} / {pct(writes, 95):>6.1f} "
                   f"{statistics.median(read):>12.1f} / {pct(read, 90):>6.1f} / {pct(read, 95):>6.1f}")  # fmt: skip
