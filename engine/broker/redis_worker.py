@@ -294,7 +294,7 @@ class RemoteWorker:
             self.device_worker,
             items,
             progress=progress,
-            wanted=lambda j: j not in self._cancelled,
+            wanted=self.wanted,
             stats=self.stats,
             settled=results.add,
         )
@@ -363,6 +363,10 @@ class RemoteWorker:
         for job_id in lost:
             log.info("job %s already has a result from another worker; ours is dropped", job_id)
 
+    def wanted(self, job_id: str) -> bool:
+        """False once the job was cancelled (or finished by another worker)."""
+        return job_id not in self._cancelled
+
     async def _watch_cancels(self, ids: list[str], run: BatchRun) -> None:
         """The cancel keys, checked while the batch runs: abort the call once nobody wants it."""
         while True:
@@ -413,7 +417,7 @@ class _BatchResults:
     def add(self, job_id: str, outcome: Outcome) -> None:
         if job_id in self.sent or outcome.kind == "dropped":
             return
-        if job_id in self.worker._cancelled and outcome.kind != "done":
+        if not self.worker.wanted(job_id) and outcome.kind != "done":
             return  # nobody waits for it (cancelled, or finished by another worker)
         self.sent.add(job_id)
         timing = dict(self.timing, ran=time.monotonic() - self.started, finished=time.time())
