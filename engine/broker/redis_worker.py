@@ -413,6 +413,7 @@ class _BatchResults:
         self.written: list[tuple[str, bool, bool, bytes]] = []
         self._ready: list[tuple[str, Outcome, dict]] = []
         self._writing: asyncio.Task | None = None
+        self._failed: Exception | None = None  # a write that failed: the batch must not be acked
 
     def add(self, job_id: str, outcome: Outcome) -> None:
         if job_id in self.sent or outcome.kind == "dropped":
@@ -423,21 +424,27 @@ class _BatchResults:
         timing = dict(self.timing, ran=time.monotonic() - self.started, finished=time.time())
         extra = {"batch_id": self.head.get("batch_id"), "worker": self.worker.name, "timing": timing}
         self._ready.append((job_id, outcome, extra))
-        if self._writing is None or self._writing.done():
+        if self._failed is None and (self._writing is None or self._writing.done()):
             self._writing = asyncio.create_task(self._write_ready())
 
     async def _write_ready(self) -> None:
-        while self._ready:
-            batch, self._ready = self._ready, []
-            self.written += await self.worker._add_results(batch)
+        try:
+            while self._ready:
+                batch, self._ready = self._ready, []
+                self.written += await self.worker._add_results(batch)
+        except Exception as exc:  # Redis went away: raised again by flush, so the batch stays pending
+            self._failed = exc
 
     async def flush(self) -> None:
-        """Wait until everything added so far is written (raises what a write raised)."""
+        """Wait until everything added so far is written; raises what a write raised (the batch
+        is then left unacknowledged, to be reclaimed and run again: its first results still win)."""
         while self._writing is not None:
             task = self._writing
             await task
             if self._writing is task:  # else a result came after it ended: wait for that write too
                 self._writing = None
+        if self._failed is not None:
+            raise self._failed
 
     async def finish(self) -> None:
         await self.flush()
