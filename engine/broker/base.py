@@ -2,8 +2,9 @@
 
 The scheduler (``engine.jobs.JobEngine``) keeps the fair queue and forms batches; a ``Broker``
 hands it *slots* — executors that said they are ready — and a slot runs one formed batch and
-returns one ``Outcome`` per job, reporting each job's final outcome as soon as it is known. The in-process broker's slots are device workers in this process;
-the Redis broker's slots are remote ``textunes worker`` processes.
+returns one ``Outcome`` per job, reporting each job's final outcome as soon as it is known. The
+in-process broker's slots are device workers in this process; the Redis broker's slots are remote
+``textunes worker`` processes.
 """
 
 from __future__ import annotations
