@@ -223,9 +223,9 @@ async def test_a_document_that_times_out_is_told_privately_and_the_loop_stays_fr
 ) -> None:
     """Analysis runs in the engine's sandbox process: a document past its wall limit fails only that
     request, privately, while the bot's event loop (probed every 10 ms) keeps answering."""
-    from tests.sandbox_inputs import LoopLag, shared_stream_pdf
+    from tests.sandbox_inputs import LoopLag, slow_pdf
 
-    slow = fake.add_attachment("slow.pdf", shared_stream_pdf(), "application/pdf")
+    slow = fake.add_attachment("slow.pdf", slow_pdf(), "application/pdf")
     settings = settings_for(tmp_path, analysis_seconds=1.0, preload_text=True)
     async with running_bot(fake, settings) as bot:
         assert bot.sandbox.pid is not None and bot.sandbox.pid != os.getpid()  # loaded, elsewhere

@@ -22,7 +22,7 @@ from engine.text.sandbox import (
     DocumentRejected,
     SandboxLimits,
 )
-from tests.sandbox_inputs import LoopLag, shared_stream_pdf
+from tests.sandbox_inputs import LoopLag, slow_pdf
 
 HAPPY = Path(__file__).parent / "fixtures" / "happy_en.txt"
 WALL = 2.0
@@ -60,7 +60,7 @@ async def test_pasted_text_and_reader_errors_keep_their_type(sandbox: AnalysisSa
 async def test_a_slow_document_times_out_without_lagging_the_loop_and_the_next_one_works(
     sandbox: AnalysisSandbox,
 ) -> None:
-    pdf = shared_stream_pdf()
+    pdf = slow_pdf()
     before = sandbox.pid
     async with LoopLag() as lag:
         started = time.monotonic()

@@ -30,7 +30,7 @@ from engine.service import (
 )
 from engine.store import Store, spec_to_request
 from engine.text.sandbox import AnalysisSandbox, SandboxLimits
-from tests.sandbox_inputs import LoopLag, shared_stream_pdf
+from tests.sandbox_inputs import LoopLag, slow_pdf
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HAPPY = FIXTURES / "happy_en.txt"
@@ -144,7 +144,7 @@ async def test_an_analysis_timeout_fails_that_request_only_and_the_loop_stays_re
     service, store
 ) -> None:
     async with LoopLag() as lag:
-        slow = await service.submit(ALICE, DocumentRequest(data=shared_stream_pdf(), filename="shared.pdf"))
+        slow = await service.submit(ALICE, DocumentRequest(data=slow_pdf(), filename="shared.pdf"))
         seen = await asyncio.wait_for(outputs(slow), WALL + 10)
     assert isinstance(seen[-1], Failed) and f"within {WALL:g} s" in seen[-1].message
     assert store.get_job(slow.job_id).state == "failed"
