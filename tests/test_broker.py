@@ -200,6 +200,56 @@ async def test_a_remote_job_reaches_the_front_end_before_the_rest_of_its_batch_i
     assert await cluster.redis.xlen(f"{cluster.prefix}:batches") == 0  # the batch was acknowledged
 
 
+async def test_a_worker_never_acks_a_batch_whose_result_write_failed_and_an_unsendable_track_fails_alone(
+    redis_server,  # noqa: F811
+):
+    import numpy as np
+    from redis.exceptions import ResponseError
+
+    from engine.broker.base import Outcome
+    from engine.broker.redis_broker import ensure_groups
+    from engine.broker.redis_worker import RemoteWorker, WorkerOptions, _BatchResults
+    from engine.spec import Track
+
+    async def worker_holding_a_batch() -> tuple[RemoteWorker, str]:
+        worker = RemoteWorker(WorkerOptions(url=redis_server.url, prefix=f"t{uuid.uuid4().hex[:8]}"), None)
+        await ensure_groups(worker.redis, worker.keys)
+        entry = (await worker.redis.xadd(worker.keys.batches, {"batch": b"{}"})).decode()
+        await worker.redis.xreadgroup("workers", worker.name, {worker.keys.batches: ">"}, count=1)
+        return worker, entry
+
+    async def pending(worker: RemoteWorker) -> int:
+        return (await worker.redis.xpending(worker.keys.batches, "workers"))["pending"]
+
+    good = Track(np.zeros((1, 800), np.float32), 8000, spec("good"), 0, "sleepy", "silence")
+    not_audio = Track(np.array([["x"]], dtype=object), 8000, spec("bad"), 0, "sleepy", "silence")
+
+    # a track that cannot be put on the wire fails its own job with a message; the batch goes on
+    worker, entry = await worker_holding_a_batch()
+    results = _BatchResults(worker, entry, {"batch_id": "b1", "sent_at": time.time()})
+    results.add("bad-1", Outcome("done", tracks=[not_audio]))
+    results.add("good-1", Outcome("done", tracks=[good]))
+    await results.finish()
+    metas = [json.loads(f[b"result"]) for _id, f in await worker.redis.xrange(worker.keys.results)]
+    kinds = {m["job_id"]: (m["kind"], m["message"]) for m in metas}
+    assert kinds["good-1"][0] == "done" and kinds["bad-1"][0] == "failed"
+    assert "could not be sent back" in kinds["bad-1"][1] and await pending(worker) == 0  # acknowledged
+    await worker.redis.aclose()
+
+    # a write that fails is raised at the batch's end, even when a later one could succeed: no ack
+    worker, entry = await worker_holding_a_batch()
+    await worker.redis.set(worker.keys.results, b"not a stream")  # XADD fails (WRONGTYPE)
+    results = _BatchResults(worker, entry, {"batch_id": "b2", "sent_at": time.time()})
+    results.add("first-1", Outcome("done", tracks=[good]))
+    await asyncio.sleep(0.2)  # that write has failed by now
+    await worker.redis.delete(worker.keys.results)  # writes would work again
+    results.add("second-1", Outcome("done", tracks=[good]))
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await results.finish()
+    assert await pending(worker) == 1  # left for a reclaim: it runs again
+    await worker.redis.aclose()
+
+
 async def _round_robin_order(engine: JobEngine) -> None:
     blocker = await engine.submit(JobRequest(user_id="z", spec=spec("blocker")))
     await first(blocker)

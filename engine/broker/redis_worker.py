@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from engine import metrics
-from engine.broker.base import TERMINAL_OUTCOMES, BatchItem, Outcome, gave_up
+from engine.broker.base import TERMINAL_OUTCOMES, BatchItem, Outcome, failure, gave_up
 from engine.broker.execute import BatchRun, WorkerLost
 from engine.broker.local import restart_with_backoff
 from engine.broker.redis_broker import ensure_groups, redacted
@@ -327,7 +327,7 @@ class RemoteWorker:
         for 156 KB). Returns (job, whether final, whether our claim won, entry id) per result."""
         ttl_ms = int(self.opt.result_ttl * 1000)
         oldest = f"{max(0, int(time.time() * 1000) - ttl_ms)}-0"
-        written = [(job_id, outcome.kind in TERMINAL_OUTCOMES, encode_result(job_id, outcome, extra))
+        written = [(job_id, outcome.kind in TERMINAL_OUTCOMES, self._encoded(job_id, outcome, extra))
                    for job_id, outcome, extra in results]  # fmt: skip
         if not written:
             return []
@@ -339,6 +339,18 @@ class RemoteWorker:
             answers = iter(await pipe.execute())
         return [(job_id, final, bool(next(answers)) if final else True, next(answers))
                 for job_id, final, _fields in written]  # fmt: skip
+
+    def _encoded(self, job_id: str, outcome: Outcome, extra: dict) -> dict[str, bytes]:
+        """The result's entry; a track that cannot be put on the wire fails its own job, with a
+        message, instead of stopping this worker with the batch unacknowledged."""
+        try:
+            return encode_result(job_id, outcome, extra)
+        except Exception as exc:
+            log.exception("job %s: its result cannot be encoded; it fails", job_id)
+            lost = failure(
+                "The track was made but could not be sent back. Please try again.", "wire", repr(exc)
+            )
+            return encode_result(job_id, lost, extra)
 
     async def _settle(self, entry_id: str, written: list[tuple[str, bool, bool, bytes]]) -> None:
         """After every result of the batch is written: each won job's key points at its entry
