@@ -420,7 +420,8 @@ class JobEngine:
             job.emit(JobEvent("started", position=0, percent=0.0))
         metrics.RUNNING_JOBS.set(sum(1 for j in self._jobs.values() if j.state == "running"))
 
-    def _progress_for(self, jobs: list[_Job]):
+    def _batch_callbacks(self, jobs: list[_Job]):
+        """What an executor calls back while running ``jobs``: progress, wanted, settled."""
         by_id = {j.job_id: j for j in jobs}
 
         def progress(job_ids: list[str], percent: float) -> None:
@@ -433,21 +434,21 @@ class JobEngine:
             job = by_id.get(job_id)
             return job is not None and not job.finished
 
-        return progress, wanted
+        def settled(job_id: str, outcome: Outcome) -> None:  # a job's final outcome: end it now
+            job = by_id.get(job_id)
+            if job is not None:
+                self._apply_one(job, outcome)
+
+        return progress, wanted, settled
 
     async def _execute(self, slot, jobs: list[_Job]) -> None:
-        progress, wanted = self._progress_for(jobs)
+        progress, wanted, settled = self._batch_callbacks(jobs)
         self._running[id(slot)] = (slot, jobs)
         watchdog = asyncio.create_task(self._watch_deadlines(jobs))
         outcomes: dict[str, Outcome] = {}
         try:
-            by_id = {j.job_id: j for j in jobs}
-            outcomes = await slot.execute(
-                [BatchItem(j.job_id, j.request) for j in jobs],
-                progress,
-                wanted,
-                lambda job_id, outcome: self._apply_one(by_id[job_id], outcome),  # settled: end it now
-            )
+            items = [BatchItem(j.job_id, j.request) for j in jobs]
+            outcomes = await slot.execute(items, progress, wanted, settled)
         except asyncio.CancelledError:
             raise
         except Exception:  # a scheduler or broker bug must not leave jobs hanging
@@ -472,7 +473,7 @@ class JobEngine:
         self._running[id(adoption)] = (adoption, [job])
         watchdog = asyncio.create_task(self._watch_deadlines([job]))
         try:
-            progress, wanted = self._progress_for([job])
+            progress, wanted, _settled = self._batch_callbacks([job])
             outcome = await adoption.wait(wanted, progress)
         finally:
             watchdog.cancel()

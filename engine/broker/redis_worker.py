@@ -78,6 +78,11 @@ class RemoteWorker:
         self.batches_done = 0
 
     @property
+    def _result_ttl_ms(self) -> int:
+        """How long a result and its claim key stay in Redis."""
+        return int(self.opt.result_ttl * 1000)
+
+    @property
     def heartbeat(self) -> float:
         return max(0.1, self.opt.visibility_timeout / 3)
 
@@ -325,7 +330,7 @@ class RemoteWorker:
         NX``) and is added to the results stream, so a claim never exists without its entry. Plain
         XADDs: a script call copies its arguments (Redis ``commandstats``: EVAL 407 µs vs XADD 80 µs
         for 156 KB). Returns (job, whether final, whether our claim won, entry id) per result."""
-        ttl_ms = int(self.opt.result_ttl * 1000)
+        ttl_ms = self._result_ttl_ms
         oldest = f"{max(0, int(time.time() * 1000) - ttl_ms)}-0"
         written = [(job_id, outcome.kind in TERMINAL_OUTCOMES, self._encoded(job_id, outcome, extra))
                    for job_id, outcome, extra in results]  # fmt: skip
@@ -358,7 +363,7 @@ class RemoteWorker:
         first — is deleted again (a front end that read it meanwhile keeps the first result it saw,
         the winner's, which precedes it); then the batch is acknowledged. A worker that dies before
         this leaves the batch pending: it is reclaimed and its jobs keep their first result."""
-        ttl_ms = int(self.opt.result_ttl * 1000)
+        ttl_ms = self._result_ttl_ms
         lost = []
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id, final, won, entry in written:
