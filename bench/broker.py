@@ -14,7 +14,10 @@ Columns: jobs/s over the whole burst; mean batch = jobs per generate call; submi
 wait until the job's batch was handed to an executor; start→done = from then until the job's own
 tracks were back, finished and encoded (a job no longer waits for the rest of its batch); broker added = per job, (worker received −
 front end sent) + (front end read the result − worker finished it): the time Redis, the wire
-format and the reader loops add; loop lag = lateness of a 10 ms ticker on the front end's loop.
+format and the reader loops add; loop lag = lateness of a 10 ms ticker on the front end's loop;
+CPU ms/job = user + system CPU time used during the burst (Linux /proc) per job by the front end
+(this process, with its ticker), by all workers together (with their model processes) and by
+redis-server: what a setup costs beyond the model itself.
 """
 
 from __future__ import annotations
@@ -52,10 +55,14 @@ async def ticker(stop: asyncio.Event, lags: list[float]) -> None:
         lags.append(time.perf_counter() - t - 0.01)
 
 
-async def run_burst(engine: JobEngine, jobs: int, users: int, duration: float, finishing=None) -> dict:
+async def run_burst(engine: JobEngine, jobs: int, users: int, duration: float, finishing=None,
+                    watch: dict[str, int] | None = None) -> dict:  # fmt: skip
     lags: list[float] = []
     stop = asyncio.Event()
     tick = asyncio.create_task(ticker(stop, lags))
+    watch = dict(watch or {}, front=os.getpid())
+    # the front end without its children: the bench starts the workers and redis-server itself
+    cpu0 = {name: cpu_seconds(pid, name != "front") for name, pid in watch.items()}
     t0 = time.perf_counter()
     handles = []
     for n in range(jobs):
@@ -65,6 +72,7 @@ async def run_burst(engine: JobEngine, jobs: int, users: int, duration: float, f
     for h in handles:
         await h.result()
     wall = time.perf_counter() - t0
+    cpu = {name: cpu_seconds(pid, name != "front") - cpu0[name] for name, pid in watch.items()}
     stop.set()
     await tick
     waits = [h._job.started_at - h._job.enqueued_at for h in handles]
@@ -79,7 +87,24 @@ async def run_burst(engine: JobEngine, jobs: int, users: int, duration: float, f
         "run95": pct(runs, 95),
         "lag99": pct(lags, 99) * 1000,
         "lagmax": max(lags) * 1000 if lags else float("nan"),
+        # CPU ms per job: the front end, all workers together, redis-server
+        "cpu": {
+            k: 1000 * sum(v for n, v in cpu.items() if n.startswith(k)) / jobs
+            for k in ("front", "w", "redis")
+        },
     }
+
+
+def cpu_seconds(pid: int, children: bool = True) -> float:
+    """User + system CPU time a process (and, with ``children``, its live children: a worker's
+    model process) has used so far (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(int(c)) for c in children) if children else own
 
 
 def finishing_of(args, duration: float) -> Finishing | None:
@@ -148,7 +173,7 @@ async def phase_in_process(args) -> dict:
 
 
 async def phase_redis(args, url: str, workers: int, *, extra: list[str], env: dict, label: str,
-                      jobs: int, users: int, duration: float, logdir: Path) -> dict:  # fmt: skip
+                      jobs: int, users: int, duration: float, logdir: Path, redis_pid: int) -> dict:  # fmt: skip
     prefix = f"bench{time.monotonic_ns() % 10**9}"
     procs = start_workers(url, prefix, workers, extra, env, logdir)
     try:
@@ -156,7 +181,8 @@ async def phase_redis(args, url: str, workers: int, *, extra: list[str], env: di
         config = EngineConfig(broker_url=url, broker_prefix=prefix, per_user_limit=jobs, max_queue=jobs)
         async with JobEngine(config) as engine:
             await warm_up(engine, workers, duration, args)
-            row = await run_burst(engine, jobs, users, duration, finishing_of(args, duration))
+            watch = {f"w{n}": p.pid for n, p in enumerate(procs)} | {"redis": redis_pid}
+            row = await run_burst(engine, jobs, users, duration, finishing_of(args, duration), watch)
             timings = [t for t in engine._broker.timings if {"received", "sent", "finished"} <= t.keys()]
             added = [(t["received"] - t["sent"]) + (t["read_at"] - t["finished"]) for t in timings]
             if os.environ.get("BENCH_DEBUG"):
@@ -175,7 +201,7 @@ async def phase_redis(args, url: str, workers: int, *, extra: list[str], env: di
 def print_table(rows: list[dict]) -> None:
     head = (f"{'setup':<22} {'workers':>7} {'wall s':>7} {'jobs/s':>7} {'× 1 wkr':>7} {'batch':>6} "
             f"{'start p50/p95 s':>16} {'start→done p50/p95 s':>21} {'broker added p50/p95 ms':>24} "
-            f"{'loop lag p99/max ms':>20}")  # fmt: skip
+            f"{'loop lag p99/max ms':>20} {'CPU ms/job front/workers/redis':>31}")  # fmt: skip
     print(head)
     print("-" * len(head))
     base: dict[str, float] = {}
@@ -186,7 +212,8 @@ def print_table(rows: list[dict]) -> None:
         speed = r["jobs_s"] / base.get(family, r["jobs_s"])
         print(f"{r['setup']:<22} {r['workers']:>7} {r['wall']:>7.1f} {r['jobs_s']:>7.2f} {speed:>6.2f}× "
               f"{r['batch']:>6.2f} {r['wait50']:>7.2f} / {r['wait95']:>6.2f} {r['run50']:>11.3f} / {r['run95']:>7.3f} "
-              f"{r['added50']:>11.1f} / {r['added95']:>9.1f} {r['lag99']:>9.1f} / {r['lagmax']:>7.1f}")  # fmt: skip
+              f"{r['added50']:>11.1f} / {r['added95']:>9.1f} {r['lag99']:>9.1f} / {r['lagmax']:>7.1f} "
+              f"{r['cpu']['front']:>13.2f} / {r['cpu']['w']:>6.2f} / {r['cpu']['redis']:>6.2f}")  # fmt: skip
 
 
 async def main() -> None:
@@ -221,7 +248,8 @@ async def main() -> None:
     try:
         for n in [int(x) for x in args.workers.split(",")] if "redis" in phases else []:
             rows.append(await phase_redis(args, server.url, n, extra=sleepy, env=SLEEPY_ENV, label="redis sleepy",
-                                          jobs=args.jobs, users=args.users, duration=args.seconds, logdir=tmp))  # fmt: skip
+                                          jobs=args.jobs, users=args.users, duration=args.seconds, logdir=tmp,
+                                          redis_pid=server.proc.pid))  # fmt: skip
         if args.musicgen_jobs and "musicgen" in phases:
             from tests.tiny_musicgen import build_tiny_musicgen
 
@@ -229,7 +257,8 @@ async def main() -> None:
             mg = ["--backend", "musicgen", "--model", str(model), "--threads", "1", "--dtype", "float32"]
             for n in (1, 2):
                 rows.append(await phase_redis(args, server.url, n, extra=mg, env={}, label="redis tiny-musicgen",
-                                              jobs=args.musicgen_jobs, users=6, duration=5.0, logdir=tmp))  # fmt: skip
+                                              jobs=args.musicgen_jobs, users=6, duration=5.0, logdir=tmp,
+                                              redis_pid=server.proc.pid))  # fmt: skip
     finally:
         server.stop()
     print_table(rows)
