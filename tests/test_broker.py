@@ -464,6 +464,31 @@ async def test_cancel_reaches_a_running_remote_batch(cluster):
     ]
 
 
+@pytest.mark.parametrize("path", ["message", "key"])
+async def test_either_half_of_a_cancel_alone_stops_a_running_remote_call(cluster, path):
+    """The front end sends both a message (instant) and a key (read when a batch starts and every
+    second while it runs): a worker that misses one half still stops a call nobody wants."""
+    cluster.start("w1", base=30.0, per_row=0.0, steps=300)
+    await cluster.ready(1)
+    async with cluster.engine() as engine:
+        handle = await engine.submit(JobRequest(user_id="a", spec=spec(f"stop me by {path}")))
+        await first(handle)
+        if path == "message":
+            await cluster.redis.publish(f"{cluster.prefix}:cancels", json.dumps([handle.job_id]))
+        else:
+            await cluster.redis.set(f"{cluster.prefix}:cancel:{handle.job_id}", b"1", ex=60)
+        deadline = time.monotonic() + 10.0  # the call would sleep 30 s
+        while "cancelled" not in [c["kind"] for c in read_log(cluster.log)]:
+            assert time.monotonic() < deadline, "the running call was not stopped"
+            await asyncio.sleep(0.05)
+        assert handle.state == "running"  # only the worker was told: the front end still waits
+        await handle.cancel()
+    assert [c["kind"] for c in read_log(cluster.log) if f"stop me by {path}" in c["prompts"]] == [
+        "generate",
+        "cancelled",
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # the wire format and the metrics endpoint (no Redis needed)
 

@@ -6,6 +6,8 @@ worker (a child process by default: crash isolation, OOM split), publish progres
 job's result the moment it is finished and encoded (the first final result per job wins), then
 acknowledge the batch (``_BatchResults``). A busy worker keeps its claim alive; a batch delivered
 more than ``max_attempts`` times goes to the ``dead`` stream and its jobs fail with a message.
+A cancel published on ``cancels`` stops a running call at once; the ``cancel:<job>`` keys, read when
+a batch starts and every ``CANCEL_POLL`` seconds while it runs, cover a message this worker missed.
 SIGTERM drains: the current batch finishes, no new one is taken.
 """
 
@@ -19,6 +21,7 @@ import signal
 import socket
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -41,6 +44,9 @@ from engine.broker.wire import (
 from engine.worker import ProcessWorker, ThreadWorker
 
 log = logging.getLogger("textunes.worker")
+
+CANCEL_POLL = 1.0  # seconds between reads of a running batch's cancel keys (the messages are instant)
+RECENT_CANCELS = 4096  # cancelled job ids remembered from messages, for a batch that starts just after
 
 
 @dataclass
@@ -73,6 +79,8 @@ class RemoteWorker:
         self._current: str | None = None  # stream id of the batch being run
         self._run: BatchRun | None = None
         self._cancelled: set[str] = set()
+        self._recent_cancels: OrderedDict[str, None] = OrderedDict()
+        self._stopping = False
         self._sends: set[asyncio.Task] = set()
         self._refresh = self.redis.register_script(REFRESH_CLAIM)
         self.batches_done = 0
@@ -115,11 +123,16 @@ class RemoteWorker:
         log.info("worker %s ready: %s on %s, batch <= %d, broker %s", self.name, info.name,
                  self.device_worker.device, self.max_batch, redacted(self.opt.url))  # fmt: skip
         beat = asyncio.create_task(self._heartbeat_loop())
+        listen = asyncio.create_task(self._listen_cancels())
         try:
             await self._serve()
         finally:
+            self._stopping = True
             beat.cancel()
-            await asyncio.gather(beat, return_exceptions=True)
+            # the listener notices ``_stopping`` within a second; cancelling its read can hang redis-py
+            await asyncio.wait([listen], timeout=2.0)
+            listen.cancel()
+            await asyncio.gather(beat, listen, return_exceptions=True)
             await self._leave()
         log.info("worker %s stopped after %d batches", self.name, self.batches_done)
         return 0
@@ -289,7 +302,7 @@ class RemoteWorker:
         ids = [i.job_id for i in items]
         results.timing["received"] = time.time()
         flags = await self.redis.mget([self.keys.cancel(j) for j in ids])
-        self._cancelled = {j for j, flag in zip(ids, flags, strict=True) if flag}
+        self._cancelled = {j for j, flag in zip(ids, flags, strict=True) if flag or j in self._recent_cancels}
 
         def progress(job_ids: list[str], percent: float) -> None:
             data = json.dumps({"jobs": job_ids, "percent": percent, "worker": self.name})
@@ -384,10 +397,44 @@ class RemoteWorker:
         """False once the job was cancelled (or finished by another worker)."""
         return job_id not in self._cancelled
 
+    async def _listen_cancels(self) -> None:
+        """Cancels as the front end publishes them: a running call nobody wants stops at once."""
+        while not self._stopping:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.keys.cancels)
+                while not self._stopping:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if msg is not None and msg.get("type") == "message":
+                        self._on_cancels(msg["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis restarting: the keys still reach a running batch
+                log.error("cancel subscription failed (%s); subscribing again in 1 s", exc)
+                await asyncio.sleep(1.0)
+            finally:
+                await pubsub.aclose()
+
+    def _on_cancels(self, data: bytes) -> None:
+        try:
+            job_ids = [str(j) for j in json.loads(data)][:10_000]
+        except (ValueError, TypeError):
+            return
+        for job_id in job_ids:
+            self._recent_cancels[job_id] = None
+        while len(self._recent_cancels) > RECENT_CANCELS:
+            self._recent_cancels.popitem(last=False)
+        run = self._run
+        if run is not None:
+            mine = {i.job_id for i in run.items}
+            self._cancelled.update(j for j in job_ids if j in mine)
+            run.abort_if_unwanted()
+
     async def _watch_cancels(self, ids: list[str], run: BatchRun) -> None:
-        """The cancel keys, checked while the batch runs: abort the call once nobody wants it."""
+        """The cancel keys, checked while the batch runs (a message may have been missed): abort
+        the call once nobody wants it."""
         while True:
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(CANCEL_POLL)
             try:
                 flags = await self.redis.mget([self.keys.cancel(j) for j in ids])
             except Exception as exc:
