@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,8 @@ def _free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, workdir: Path, *, appendonly: bool = False) -> None:
+    def __init__(self, workdir: Path, *, appendonly: bool = False, extra: Sequence[str] = ()) -> None:
+        """``extra``: more redis-server arguments, after ours (a later directive wins)."""
         exe = shutil.which("redis-server")
         if exe is None:
             message = "redis-server is not installed (apt-get install -y redis-server; .ci/run does it)"
@@ -32,7 +34,7 @@ class RedisServer:
         self.port = _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(workdir),
-                "--save", "", "--appendonly", "yes" if appendonly else "no", "--protected-mode", "yes"]  # fmt: skip
+                "--save", "", "--appendonly", "yes" if appendonly else "no", "--protected-mode", "yes", *extra]  # fmt: skip
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
