@@ -69,8 +69,12 @@ async def run_burst(engine: JobEngine, jobs: int, users: int, duration: float, f
         spec = MusicSpec(prompt=f"calm lofi piano take {n}", duration=duration)
         request = JobRequest(user_id=f"user{n % users}", spec=spec, finishing=finishing)
         handles.append(await engine.submit(request))
-    for h in handles:
-        await h.result()
+
+    async def store(handle) -> None:  # as the service does: the stored result's broker copy goes
+        await handle.result()
+        engine.release_result(handle.job_id)
+
+    await asyncio.gather(*(store(h) for h in handles))
     wall = time.perf_counter() - t0
     cpu = {name: cpu_seconds(pid, name != "front") - cpu0[name] for name, pid in watch.items()}
     stop.set()
@@ -182,10 +186,17 @@ async def phase_redis(args, url: str, workers: int, *, extra: list[str], env: di
         async with JobEngine(config) as engine:
             await warm_up(engine, workers, duration, args)
             watch = {f"w{n}": p.pid for n, p in enumerate(procs)} | {"redis": redis_pid}
+            debug = bool(os.environ.get("BENCH_DEBUG"))
+            if debug:
+                await engine._broker.redis.config_resetstat()
             row = await run_burst(engine, jobs, users, duration, finishing_of(args, duration), watch)
+            if debug:  # what Redis itself spent per command during the burst
+                stats = await engine._broker.redis.info("commandstats")
+                print(f"{label} x{workers}: Redis µs per XADD {stats['cmdstat_xadd']['usec_per_call']:.0f}, "
+                      f"per EXEC {stats['cmdstat_exec']['usec_per_call']:.0f}")  # fmt: skip
             timings = [t for t in engine._broker.timings if {"received", "sent", "finished"} <= t.keys()]
             added = [(t["received"] - t["sent"]) + (t["read_at"] - t["finished"]) for t in timings]
-            if os.environ.get("BENCH_DEBUG"):
+            if debug:
                 there = [1000 * (t["received"] - t["sent"]) for t in timings]
                 back = [1000 * (t["read_at"] - t["finished"]) for t in timings]
                 reply = [1000 * (t["got"] - t["finished"]) for t in timings if "got" in t]

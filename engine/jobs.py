@@ -257,6 +257,11 @@ class JobEngine:
         self._wakeup.set()
         return JobHandle(self, job)
 
+    def release_result(self, job_id: str) -> None:
+        """Call once a finished job's outcome is stored: the broker's copy, kept so a restarted
+        front end could adopt it, is no longer needed (Redis then reuses its memory)."""
+        self._broker.release_result(job_id)
+
     async def cancel(self, job_id: str, user_id: str | None = None) -> bool:
         """Cancel a queued or running job. With ``user_id``, only its owner may. True if cancelled."""
         job = self._jobs.get(job_id)

@@ -480,6 +480,7 @@ class MusicService:
         try:
             records = await asyncio.to_thread(self._finish_and_store, job_id, request, analysis, tracks, fmt)
             await self.store.aio.mark_done(job_id)  # posting, if any, is the front end's
+            self.engine.release_result(job_id)
         except Exception:
             log.exception("job %s: finishing or storing the tracks failed", job_id)
             await self._fail(handle, "The track was made but could not be saved; please try again.", "store")

@@ -97,6 +97,10 @@ class Broker(Protocol):
         """A job already running (or finished) on an executor from before a restart: an awaitable
         of its outcome, or None if it must be queued like a new job."""
 
+    def release_result(self, job_id: str) -> None:
+        """The job's outcome is stored by the caller: a copy kept for adoption after a restart
+        may go now."""
+
     def describe(self) -> dict: ...
 
     def pids(self) -> list[int | None]: ...

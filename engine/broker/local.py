@@ -207,6 +207,9 @@ class InProcessBroker:
     async def adopt(self, job_id: str):
         return None  # nothing outlives this process
 
+    def release_result(self, job_id: str) -> None:
+        pass  # results live only in the caller's hands
+
     def describe(self) -> dict:
         info = next((w.info for w in self.workers if w.info is not None), None)
         limit = self.config.max_batch
