@@ -5,7 +5,8 @@
     .venv/bin/python bench/redis_transfer.py --writers 1,2,4 --sizes 3000   # workers ending together
 
 A writer process does what a worker does with a finished batch (one MULTI of eight XADDs) and a
-reader process what the bot does (a blocking XREADGROUP with its acks in the same round trip),
+reader process what the bot does (a blocking XREADGROUP with its acks in the same round trip, and
+the entries it read deleted, as the bot deletes each once its track is stored),
 through a redis-server on a free local port. With ``--writers N``, N writer processes write their
 batches at the same moments, as N workers whose batches took the same time do. Columns: the writer's round trip, and when the reader
 had the whole batch, both from the moment the writer started (``time.time()`` on one host). It
@@ -47,8 +48,9 @@ def reader(url: str, expected: int, out) -> None:
         complete: dict[str, float] = {}
         while len(complete) < expected:
             async with r.pipeline(transaction=False) as pipe:
-                if acks:
+                if acks:  # the bot acknowledges, and deletes what it has stored
                     pipe.xack("results", "frontend", *acks)
+                    pipe.xdel("results", *acks)
                 pipe.xreadgroup("frontend", "bot", {"results": ">"}, count=64, block=2000)
                 reply = (await pipe.execute())[-1]
             now = time.time()
