@@ -204,7 +204,7 @@ async def test_a_result_stays_in_redis_until_the_service_has_stored_it_then_its_
     # until the track is stored, a restarted front end may still adopt the result from its entry;
     # once stored, nobody reads the entry, and deleting it lets Redis reuse its memory
     from engine.limits import Limits
-    from engine.service import Done, MusicRequest, MusicService, Requester
+    from engine.service import MusicRequest, MusicService, Requester
 
     cluster.start("w1", base=0.1, per_row=0.0)
     await cluster.ready(1)
@@ -218,23 +218,19 @@ async def test_a_result_stays_in_redis_until_the_service_has_stored_it_then_its_
     await service.start()
     try:
         handle = await service.submit(Requester("7", "8", "9"), MusicRequest(spec=spec("stored"), seed=3))
-        outputs = await asyncio.wait_for(_all(handle), 60)
+        records = await asyncio.wait_for(handle.result(), 60)
         deadline = time.monotonic() + 10
         while await cluster.results_for(handle.job_id):
             assert time.monotonic() < deadline, "the stored result's entry was not deleted"
             await asyncio.sleep(0.05)
     finally:
         await service.close()
-    assert isinstance(outputs[-1], Done) and store.get_job(handle.job_id).state == "done"
+    assert store.get_job(handle.job_id).state == "done"
     (record,) = store.tracks_of_job(handle.job_id)
-    assert record.path.is_file() and record.format == "mp3"
+    assert records == [record] and record.path.is_file() and record.format == "mp3"
     assert len(await cluster.results_for("kept-1")) == 1  # only the stored one went
     # the job's claim stays: a late duplicate from a reclaimed batch still loses to it
     assert await cluster.redis.get(f"{cluster.prefix}:result:{handle.job_id}") is not None
-
-
-async def _all(handle) -> list:
-    return [out async for out in handle]
 
 
 async def test_a_worker_never_acks_a_batch_whose_result_write_failed_and_an_unsendable_track_fails_alone(
