@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import UserInputError
-from engine.spec import EncodedAudio, Track
+from engine.spec import EncodedAudio, MusicSpec, Track
 
 FORMATS = ("wav", "mp3", "ogg")
 # Highest first; encode_to_fit walks down this ladder.
@@ -379,15 +379,7 @@ def _segment(track: Track):
     )
 
 
-def encode(track: Track, fmt: str = "mp3", bitrate: str = "192k") -> bytes:
-    """The track as a wav (16-bit PCM), mp3 (LAME) or ogg (Vorbis) file, in memory."""
-    fmt = _check_format(fmt)
-    if fmt == "wav":
-        import soundfile
-
-        buf = io.BytesIO()
-        soundfile.write(buf, _as_2d(track.audio).T, int(track.sample_rate), format="WAV", subtype="PCM_16")
-        return buf.getvalue()
+def _export(track: Track, fmt: str, bitrate: str) -> bytes:
     codec = {"mp3": "libmp3lame", "ogg": "libvorbis"}[fmt]
     buf = io.BytesIO()
     try:
@@ -397,6 +389,50 @@ def encode(track: Track, fmt: str = "mp3", bitrate: str = "192k") -> bytes:
             f"Could not encode the track as {fmt} at {bitrate}: {str(exc).strip()[-300:]}"
         ) from exc
     return buf.getvalue()
+
+
+@lru_cache(maxsize=64)
+def vorbis_ceiling(sample_rate: int, channels: int) -> str:
+    """The highest bitrate of ``BITRATES`` libvorbis accepts for this shape of audio. Its managed
+    bitrate range depends on the rate and channel count (mono 32 kHz, MusicGen's output, stops at
+    160k; 22.05 kHz mono at 80k) and it refuses anything above, so we ask a tenth of a second of
+    silence once per shape rather than keep a table of libvorbis's internals."""
+    probe = Track(
+        audio=np.zeros((channels, max(1, sample_rate // 10)), dtype=np.float32),
+        sample_rate=sample_rate,
+        spec=MusicSpec(prompt="probe", duration=MIN_DURATION),
+        seed=0,
+        backend="probe",
+        model="probe",
+    )
+    for bitrate in BITRATES:
+        try:
+            _export(probe, "ogg", bitrate)
+        except AudioError:
+            continue
+        return bitrate
+    raise AudioError(f"Vorbis cannot encode {channels}-channel audio at {sample_rate} Hz. Choose mp3 or wav.")
+
+
+def _within_ceiling(track: Track, fmt: str, bitrate: str) -> str:
+    """``bitrate``, or the encoder's ceiling for this track when it is lower (Vorbis only)."""
+    if fmt != "ogg":
+        return bitrate
+    ceiling = vorbis_ceiling(int(track.sample_rate), int(_as_2d(track.audio).shape[0]))
+    return ceiling if _kbps(ceiling) < _kbps(bitrate) else bitrate
+
+
+def encode(track: Track, fmt: str = "mp3", bitrate: str = "192k") -> bytes:
+    """The track as a wav (16-bit PCM), mp3 (LAME) or ogg (Vorbis) file, in memory. An ogg asked
+    at more than Vorbis allows for the track's rate and channels gets Vorbis's highest instead."""
+    fmt = _check_format(fmt)
+    if fmt == "wav":
+        import soundfile
+
+        buf = io.BytesIO()
+        soundfile.write(buf, _as_2d(track.audio).T, int(track.sample_rate), format="WAV", subtype="PCM_16")
+        return buf.getvalue()
+    return _export(track, fmt, _within_ceiling(track, fmt, bitrate))
 
 
 def finish_and_encode(track: Track, fmt: str, *, duration: float | None = None, loop: bool = False) -> Track:
@@ -429,8 +465,8 @@ def encode_to_fit(track: Track, fmt: str = "mp3", max_bytes: int = DEFAULT_MAX_B
     ladder = [b for b in BITRATES if _kbps(b) * 1000 / 8 * track.duration <= max_bytes * 1.05] or [
         BITRATES[-1]
     ]
-    if fmt == "ogg":  # Vorbis will not go below ~48 kbps for 48 kHz stereo
-        ladder = [b for b in ladder if _kbps(b) >= 48] or ["48k"]
+    if fmt == "ogg":  # Vorbis will not go below ~48 kbps for 48 kHz stereo, nor above its ceiling
+        ladder = list(dict.fromkeys(_within_ceiling(track, fmt, b) for b in ladder if _kbps(b) >= 48)) or ["48k"]
     smallest = 0
     for bitrate in ladder:
         data = encode(track, fmt, bitrate)

@@ -16,8 +16,10 @@ from engine.audio import (
     estimate_tempo,
     export,
     finish,
+    finish_and_encode,
     loudness,
     true_peak,
+    vorbis_ceiling,
 )
 from engine.errors import UserInputError
 from engine.generation.arranger import ArrangerBackend
@@ -108,6 +110,19 @@ def test_encodings_decode_back_with_the_right_duration(arranged, fmt):
     assert sr == SR and decoded.shape[1] == 2
     assert abs(decoded.shape[0] / sr - 7.0) <= 0.05
     assert rms(decoded) > 0.05
+
+
+def test_ogg_of_musicgen_shaped_audio_gets_vorbis_highest_bitrate_instead_of_failing():
+    # MusicGen makes 32 kHz mono; libvorbis refuses more than 160 kbps for that shape
+    mono = synth_track(seconds=3.0, sr=32000)
+    mono = Track(**{**mono.__dict__, "audio": mono.audio[:1]})
+    assert vorbis_ceiling(32000, 1) == "160k" and vorbis_ceiling(48000, 2) == "320k"
+    decoded, sr = soundfile.read(io.BytesIO(encode(mono, "ogg", "192k")), dtype="float32", always_2d=True)
+    assert sr == 32000 and decoded.shape[1] == 1 and abs(decoded.shape[0] / sr - 3.0) <= 0.05
+    data, rate = encode_to_fit(mono, "ogg", max_bytes=10 * 1024 * 1024)
+    assert rate == "160k" and soundfile.info(io.BytesIO(data)).samplerate == 32000
+    finished = finish_and_encode(mono, "ogg", duration=3.0)  # what a worker does for a user who picked ogg
+    assert finished.encoded.format == "ogg" and finished.encoded.channels == 1
 
 
 def test_lower_bitrate_makes_smaller_mp3(arranged):
