@@ -466,7 +466,8 @@ def encode_to_fit(track: Track, fmt: str = "mp3", max_bytes: int = DEFAULT_MAX_B
         BITRATES[-1]
     ]
     if fmt == "ogg":  # Vorbis will not go below ~48 kbps for 48 kHz stereo, nor above its ceiling
-        ladder = list(dict.fromkeys(_within_ceiling(track, fmt, b) for b in ladder if _kbps(b) >= 48)) or ["48k"]
+        allowed = [_within_ceiling(track, fmt, b) for b in ladder if _kbps(b) >= 48]
+        ladder = list(dict.fromkeys(allowed)) or ["48k"]
     smallest = 0
     for bitrate in ladder:
         data = encode(track, fmt, bitrate)
