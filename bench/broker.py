@@ -200,9 +200,14 @@ async def phase_redis(args, url: str, workers: int, *, extra: list[str], env: di
                 there = [1000 * (t["received"] - t["sent"]) for t in timings]
                 back = [1000 * (t["read_at"] - t["finished"]) for t in timings]
                 reply = [1000 * (t["got"] - t["finished"]) for t in timings if "got" in t]
+                # Redis stamps entry ids in whole ms: each half is ±1 ms
+                into = [1000 * (t["in_redis"] - t["finished"]) for t in timings if "in_redis" in t]
+                out = [1000 * (t["got"] - t["in_redis"]) for t in timings if "in_redis" in t]
                 print(f"{label} x{workers}: dispatch p50/p95 {pct(there, 50):.1f}/{pct(there, 95):.1f} ms, "
                       f"return p50/p95 {pct(back, 50):.1f}/{pct(back, 95):.1f} ms, of which until the "
-                      f"reply reached the front end {pct(reply, 50):.1f}/{pct(reply, 95):.1f} ms")  # fmt: skip
+                      f"reply reached the front end {pct(reply, 50):.1f}/{pct(reply, 95):.1f} ms "
+                      f"(worker→Redis {pct(into, 50):.0f}/{pct(into, 95):.0f}, "
+                      f"Redis→front end {pct(out, 50):.0f}/{pct(out, 95):.0f})")  # fmt: skip
     finally:
         stop_workers(procs)
     row.update(setup=label, workers=workers, added50=pct(added, 50) * 1000, added95=pct(added, 95) * 1000)
