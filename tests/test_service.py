@@ -181,6 +181,25 @@ async def test_a_users_format_setting_decides_the_stored_format(service, store) 
     assert mp3_track.format == "mp3" and mp3_track.path.suffix == ".mp3"
 
 
+async def test_musicgen_tracks_are_stored_in_every_format_a_user_can_pick(store, tiny_musicgen_dir) -> None:
+    # MusicGen makes 32 kHz mono: a shape the arranger's tests never send to the encoders
+    # (Vorbis refuses the default 192k for it)
+    engine = JobEngine(EngineConfig(backend="musicgen", model=str(tiny_musicgen_dir), device="cpu",
+                                    dtype="float32", worker="thread", **Limits().engine_caps()))  # fmt: skip
+    svc = MusicService(store, engine, limits=Limits())
+    await svc.start()
+    try:
+        for n, fmt in enumerate(("ogg", "mp3", "wav")):
+            store.set_user_settings(f"50{n}", format=fmt)
+            handle = await svc.submit(Requester(f"50{n}", "900"), MusicRequest(spec=spec(5)))
+            (track,) = await handle.result()
+            info = soundfile.info(str(track.path))
+            assert track.format == fmt and info.samplerate == 32_000 and info.channels == 1
+            assert abs(info.duration - 5.0) < 0.1
+    finally:
+        await svc.close()
+
+
 async def test_the_service_default_format_applies_when_the_user_chose_none(store) -> None:
     svc = make_service(store, audio_format="ogg")
     await svc.start()
