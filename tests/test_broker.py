@@ -283,6 +283,29 @@ async def test_a_worker_never_acks_a_batch_whose_result_write_failed_and_an_unse
     await worker.redis.aclose()
 
 
+async def test_a_damaged_result_fails_its_job_at_once_with_a_message(cluster):
+    import numpy as np
+
+    from engine.broker.base import Outcome
+    from engine.broker.wire import encode_result
+    from engine.spec import Track
+
+    track = Track(np.zeros((1, 800), np.float32), 8000, spec("fine"), 0, "sleepy", "silence")
+    async with cluster.engine() as engine:
+        broker = engine._broker
+        damaged, fine = broker.expect("job-damaged", None), broker.expect("job-fine", None)
+        for job_id in ("job-damaged", "job-fine"):
+            fields = encode_result(job_id, Outcome("done", tracks=[track]), {})
+            if job_id == "job-damaged":
+                fields["audio:0"] = fields["audio:0"][:-4]  # cut short on its way
+            await cluster.redis.xadd(f"{cluster.prefix}:results", fields)
+        await cluster.redis.xadd(f"{cluster.prefix}:results", {"result": b"{not json"})  # names no job
+        outcome = await asyncio.wait_for(damaged, 10)  # not the job timeout (600 s)
+        assert outcome.kind == "failed" and outcome.reason == "wire"
+        assert "sent this track back damaged" in outcome.message and "truncated" in outcome.detail
+        assert (await asyncio.wait_for(fine, 10)).kind == "done"  # the reader goes on
+
+
 async def _round_robin_order(engine: JobEngine) -> None:
     blocker = await engine.submit(JobRequest(user_id="z", spec=spec("blocker")))
     await first(blocker)
@@ -461,6 +484,24 @@ async def test_front_end_killed_mid_batch_adopts_the_job_with_one_generate(clust
         posted = deliver(store, "adopt-1", tracks)
     assert len(cluster.calls("adopt me")) == 1
     assert posted and len(store.tracks_of_job("adopt-1")) == 1
+
+
+async def test_a_worker_sends_a_batchs_progress_at_most_every_half_second(cluster):
+    cluster.start("w1", base=1.6, per_row=0.0, steps=40)  # a decoder's 40 steps, one each 40 ms
+    await cluster.ready(1)
+    pubsub = cluster.redis.pubsub()
+    await pubsub.subscribe(f"{cluster.prefix}:progress")
+    async with cluster.engine() as engine:
+        handle = await engine.submit(JobRequest(user_id="a", spec=spec("many steps")))
+        seen = [e.percent async for e in handle.events() if e.kind == "progress"]
+        await handle.result()
+    sent = []
+    while (msg := await pubsub.get_message(timeout=0.5)) is not None:
+        if msg["type"] == "message":
+            sent.append(json.loads(msg["data"])["percent"])
+    await pubsub.aclose()
+    assert 2 <= len(sent) <= 5 and sent == sorted(sent), sent  # 1.6 s / 0.5 s, not 40
+    assert seen == sent[: len(seen)] and seen  # what was sent is what the job's followers saw
 
 
 async def test_sigterm_drains_the_current_batch_and_takes_no_new_one(cluster):

@@ -23,7 +23,15 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from engine import metrics
-from engine.broker.base import TERMINAL_OUTCOMES, BatchItem, BatchProgress, Outcome, Settled, Wanted
+from engine.broker.base import (
+    TERMINAL_OUTCOMES,
+    BatchItem,
+    BatchProgress,
+    Outcome,
+    Settled,
+    Wanted,
+    failure,
+)
 from engine.broker.wire import (
     FRONTEND_GROUP,
     WORKERS_GROUP,
@@ -31,6 +39,7 @@ from engine.broker.wire import (
     WireError,
     decode_result,
     encode_batch,
+    loads,
 )
 from engine.errors import BackendUnavailable
 
@@ -52,6 +61,18 @@ def redacted(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
+
+
+def damaged_result(fields: dict, exc: WireError) -> tuple[dict | None, Outcome]:
+    """A result whose job is named but whose tracks cannot be read: that job fails now, with a
+    message, rather than waiting out its timeout. (None, …) when not even the job is named."""
+    try:
+        meta = loads(fields.get(b"result"))
+        meta = {"job_id": str(meta["job_id"]), "timing": {}} if isinstance(meta, dict) else None
+    except (WireError, KeyError, TypeError):
+        meta = None
+    message = "The music worker sent this track back damaged, so it was lost. Please try again."
+    return meta, failure(message, "wire", str(exc))
 
 
 class RedisSlot:
@@ -254,12 +275,16 @@ class RedisBroker:
                     del pending[job_id]
         return outcomes
 
-    def _on_result(self, entry_id: bytes, fields: dict, got: float = 0.0) -> None:
+    def _on_result(self, entry_id: bytes, fields: dict, got: float = 0.0) -> str | None:
+        """Hand a result to whoever waits for it; its job id (None: unreadable, dropped)."""
         try:
             meta, outcome = decode_result(fields)
         except WireError as exc:
-            log.error("dropping an unreadable result %s: %s", entry_id, exc)
-            return
+            meta, outcome = damaged_result(fields, exc)
+            if meta is None:
+                log.error("dropping an unreadable result %s: %s", entry_id, exc)
+                return None
+            log.error("result %s of job %s is damaged: %s", entry_id, meta["job_id"], exc)
         job_id = str(meta.get("job_id"))
         self.stats["tracks"] += len(outcome.tracks)
         # the entry id's first half is Redis's clock (ms) when it took the result: splits the return leg
@@ -309,11 +334,9 @@ class RedisBroker:
         for entry_id, fields in entries:
             if not fields:
                 continue  # deleted meanwhile
-            self._on_result(entry_id, fields, got)
-            try:
-                done_jobs.append(json.loads(fields[b"result"])["job_id"])
-            except (KeyError, ValueError, TypeError):
-                pass
+            job_id = self._on_result(entry_id, fields, got)
+            if job_id is not None:
+                done_jobs.append(job_id)
         return [e[0] for e in entries], done_jobs
 
     def _queue_acks(self, pipe, acks: list, done_jobs: list[str]) -> None:

@@ -46,6 +46,9 @@ from engine.worker import ProcessWorker, ThreadWorker
 log = logging.getLogger("textunes.worker")
 
 CANCEL_POLL = 1.0  # seconds between reads of a running batch's cancel keys (the messages are instant)
+# seconds between a batch's progress messages: a decoder reports every whole percent (up to 100 a
+# batch, each one a message the front end handles), and the bot edits its message every 2 s at most
+PROGRESS_EVERY = 0.5
 RECENT_CANCELS = 4096  # cancelled job ids remembered from messages, for a batch that starts just after
 
 
@@ -304,7 +307,13 @@ class RemoteWorker:
         flags = await self.redis.mget([self.keys.cancel(j) for j in ids])
         self._cancelled = {j for j, flag in zip(ids, flags, strict=True) if flag or j in self._recent_cancels}
 
+        last_sent = -PROGRESS_EVERY
+
         def progress(job_ids: list[str], percent: float) -> None:
+            nonlocal last_sent
+            if time.monotonic() - last_sent < PROGRESS_EVERY:
+                return  # losing some is harmless: the next one, or the result, follows
+            last_sent = time.monotonic()
             data = json.dumps({"jobs": job_ids, "percent": percent, "worker": self.name})
             self._spawn(self.redis.publish(self.keys.progress, data))
 
