@@ -278,22 +278,31 @@ def normalize_loudness(
     return a, current
 
 
-def make_loop(audio: np.ndarray, n: int, sample_rate: int, crossfade: float = 1.0) -> np.ndarray:
-    """``n`` samples that loop seamlessly: the audio after sample ``n`` is crossfaded into the head.
+def loop_overhang(duration: float) -> float:
+    """Seconds of audio past the end that a seamless loop of ``duration`` crossfades into its head:
+    a loop request asks its model for this much more than it keeps."""
+    return min(1.0, duration / 4)
 
-    Playing the result end-to-start continues exactly as the original would have after sample n,
-    because the head starts as that continuation and fades into the original opening.
+
+def make_loop(audio: np.ndarray, n: int, sample_rate: int, crossfade: float = 1.0) -> np.ndarray:
+    """Audio that loops seamlessly: the ``crossfade`` seconds after sample ``n`` are crossfaded
+    into the head, giving exactly ``n`` samples. Playing it end-to-start continues as the original
+    would have after sample n, because the head starts as that continuation and fades into the
+    original opening. Audio with less than that past ``n`` folds its own last ``crossfade``
+    seconds into its head instead, so the loop is that much shorter than ``n`` but still seamless
+    (a hard cut at the seam would click on every repeat).
     """
     a = _as_2d(audio)
     if a.shape[1] < n:  # too short: repeat it to length first
         reps = int(np.ceil(n / max(a.shape[1], 1))) + 1
         a = np.tile(a, (1, reps))
-    xf = min(int(crossfade * sample_rate), a.shape[1] - n, n // 2)
-    out = a[:, :n].copy()
+    xf = min(int(crossfade * sample_rate), n // 2)
+    end = n if a.shape[1] - n >= xf else n - xf
+    out = a[:, :end].copy()
     if xf > 1:
         t = np.linspace(0.0, 1.0, xf, dtype=np.float32)
         fade_in, fade_out = np.sin(0.5 * np.pi * t), np.cos(0.5 * np.pi * t)  # equal power
-        out[:, :xf] = a[:, :xf] * fade_in + a[:, n : n + xf] * fade_out
+        out[:, :xf] = a[:, :xf] * fade_in + a[:, end : end + xf] * fade_out
     return out
 
 
@@ -322,7 +331,8 @@ def finish(
     n = int(round(duration * sr))
     audio = _as_2d(track.audio).astype(np.float32)
     if loop:
-        audio = make_loop(audio, n, sr, crossfade=min(1.0, duration / 4))
+        audio = make_loop(audio, n, sr, crossfade=loop_overhang(duration))
+        duration = audio.shape[1] / sr  # shorter by the crossfade when there was no overhang
     else:
         audio = audio[:, :n] if audio.shape[1] >= n else np.pad(audio, ((0, 0), (0, n - audio.shape[1])))
         audio = audio.copy()

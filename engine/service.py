@@ -431,10 +431,15 @@ class MusicService:
             fmt = await self.store.aio.call(self._format_for, handle.requester.user_id)
             # a continuation keeps its new, longer length; a fresh track gets exactly what was asked
             duration = None if request.continue_from_track_id else request.spec.duration
+            spec = request.spec
+            if request.loop and duration is not None:  # the model also makes the loop's crossfade
+                from engine.audio import loop_overhang
+
+                spec = spec.with_(duration=duration + loop_overhang(duration))
             engine_handle = await self.engine.submit(
                 JobRequest(
                     user_id=handle.requester.user_id,
-                    spec=request.spec,
+                    spec=spec,
                     samples=request.samples,
                     seed=request.seed,
                     guild_id=handle.requester.guild_id,

@@ -102,6 +102,23 @@ def test_loop_seam_is_continuous(arranged):
     assert plain_step[seam - 1] > np.percentile(plain_step, 99.5)
 
 
+def seam_step_and_inner_p995(audio: np.ndarray) -> tuple[float, float]:
+    twice = np.concatenate([audio, audio], axis=1)
+    step = np.abs(np.diff(twice, axis=1)).max(axis=0)
+    return float(step[audio.shape[1] - 1]), float(np.percentile(step, 99.5))
+
+
+def test_a_loop_of_audio_with_nothing_past_its_end_folds_its_own_tail_in_instead_of_cutting(arranged):
+    # what a backend returns when asked for exactly the loop's length: no overhang to crossfade
+    exact = finish(arranged, duration=8.0, fade_in=0, fade_out=0)
+    seam, inner = seam_step_and_inner_p995(exact.audio)
+    assert seam > inner  # played as a loop, the plain cut clicks
+    looped = finish(exact, duration=8.0, loop=True)
+    assert looped.audio.shape[1] == 7 * SR and looped.duration == 7.0  # shorter by the 1-s crossfade
+    seam, inner = seam_step_and_inner_p995(looped.audio)
+    assert seam <= inner
+
+
 @pytest.mark.parametrize("fmt", ["mp3", "ogg", "wav"])
 def test_encodings_decode_back_with_the_right_duration(arranged, fmt):
     track = finish(arranged, duration=7.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile
 
@@ -198,6 +199,17 @@ async def test_musicgen_tracks_are_stored_in_every_format_a_user_can_pick(store,
             assert abs(info.duration - 5.0) < 0.1
     finally:
         await svc.close()
+
+
+async def test_a_loop_request_gets_its_exact_length_and_no_seam(service, store) -> None:
+    store.set_user_settings("444", format="wav")  # an encoder's padding would hide the seam
+    handle = await service.submit(Requester("444", "900"), MusicRequest(spec=spec(8), loop=True))
+    (record,) = await handle.result()
+    audio, rate = soundfile.read(str(record.path), dtype="float32", always_2d=True)
+    assert audio.shape[0] == 8 * rate  # the model made the crossfade's second on top
+    twice = np.concatenate([audio, audio]).T
+    step = np.abs(np.diff(twice, axis=1)).max(axis=0)
+    assert step[audio.shape[0] - 1] <= np.percentile(step, 99.5)
 
 
 async def test_the_service_default_format_applies_when_the_user_chose_none(store) -> None:
