@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -175,6 +176,16 @@ def test_generate_continuation_extends_a_track_and_keeps_its_start(backend) -> N
     np.testing.assert_array_equal(
         longer.audio[:, : original.audio.shape[1] - overlap], original.audio[:, :-overlap]
     )
+
+
+def test_continuation_from_a_start_shorter_than_the_overlap_uses_all_of_it(backend) -> None:
+    # 🔁 Variation keeps a third of the track (5 s of a 15-s one; the real overlap is 10 s)
+    backend.set_generation_params(window_seconds=1.0, overlap_seconds=0.4)
+    original = backend.generate([spec("warm jazz", 1.0)], seed=8)[0]
+    start = dataclasses.replace(original, audio=original.audio[:, : int(0.25 * SR)])
+    longer = backend.generate_continuation(start, 1.25)
+    assert longer.audio.shape == (1, int(1.5 * SR)) and np.isfinite(longer.audio).all()
+    assert longer.meta["windows"] == 3  # 0.25 s given, then 0.6 + 0.6 + 0.05 s new
 
 
 def test_continuation_accepts_other_rates_and_stereo(backend) -> None:

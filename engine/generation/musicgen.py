@@ -337,11 +337,8 @@ class MusicGenBackend:
             audio = audio[None, :]
         audio = _resample(audio, track.sample_rate, self.sample_rate)
         audio = self._match_channels(audio)
-        overlap = self.params.overlap_seconds
-        if audio.shape[-1] < self._frames(overlap) * self._hop:
-            raise InvalidGenerationParams(
-                f"the track is too short to continue: it needs at least {overlap:g} s of audio."
-            )
+        if audio.shape[-1] < self._hop:  # not one codec frame to condition on
+            raise InvalidGenerationParams("the track is too short to continue: it has no audio.")
         seed = track.seed + 1 if seed is None else int(seed)
         total = audio.shape[-1] / self.sample_rate + float(seconds)
         started = time.perf_counter()
@@ -461,7 +458,10 @@ class MusicGenBackend:
                 )
                 tails = None
                 if audios[active[0]] is not None:
-                    tail_len = self._frames(self.params.overlap_seconds) * self._hop
+                    # the audio prompt: the last overlap seconds, or the whole of a shorter start
+                    # (a 🔁 variation keeps a third of a 15-s track), in whole codec frames
+                    shortest = min(audios[i].shape[-1] for i in active) // self._hop
+                    tail_len = min(self._frames(self.params.overlap_seconds), shortest) * self._hop
                     tails = [audios[i][:, -tail_len:] for i in active]
                 outputs = self._generate_window(
                     [prompts[i] for i in active], self._frames(new_seconds), tails, tick
