@@ -13,6 +13,7 @@ tests and benchmarks to measure what the backends produce.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -178,7 +179,7 @@ def onset_envelope(audio: np.ndarray, sample_rate: int, hop: int = 256) -> tuple
     mag = np.log1p(100.0 * np.abs(spec))
     flux = np.maximum(np.diff(mag, axis=1), 0.0).sum(axis=0)
     # remove the slowly varying part so sustained loud passages do not count as onsets
-    width = max(1, int(round(sample_rate / hop * 0.5)))
+    width = max(1, min(int(round(sample_rate / hop * 0.5)), flux.size))  # "same" keeps the longer length
     kernel = np.ones(width) / width
     flux = np.maximum(flux - np.convolve(flux, kernel, mode="same"), 0.0)
     return flux.astype(np.float64), sample_rate / hop
@@ -402,11 +403,12 @@ def _export(track: Track, fmt: str, bitrate: str) -> bytes:
 
 
 @lru_cache(maxsize=64)
-def vorbis_ceiling(sample_rate: int, channels: int) -> str:
-    """The highest bitrate of ``BITRATES`` libvorbis accepts for this shape of audio. Its managed
-    bitrate range depends on the rate and channel count (mono 32 kHz, MusicGen's output, stops at
-    160k; 22.05 kHz mono at 80k) and it refuses anything above, so we ask a tenth of a second of
-    silence once per shape rather than keep a table of libvorbis's internals."""
+def vorbis_range(sample_rate: int, channels: int) -> tuple[str, str]:
+    """The lowest and highest bitrates of ``BITRATES`` libvorbis accepts for this shape of audio.
+    Its managed bitrate range depends on the rate and channel count (mono 32 kHz, MusicGen's
+    output, takes 32k–160k; stereo 48 kHz 48k–320k; 22.05 kHz mono tops out at 80k) and it refuses
+    anything outside, so we ask a tenth of a second of silence once per shape rather than keep a
+    table of libvorbis's internals."""
     probe = Track(
         audio=np.zeros((channels, max(1, sample_rate // 10)), dtype=np.float32),
         sample_rate=sample_rate,
@@ -415,26 +417,37 @@ def vorbis_ceiling(sample_rate: int, channels: int) -> str:
         backend="probe",
         model="probe",
     )
-    for bitrate in BITRATES:
+
+    def accepted(bitrate: str) -> bool:
         try:
             _export(probe, "ogg", bitrate)
         except AudioError:
-            continue
-        return bitrate
-    raise AudioError(f"Vorbis cannot encode {channels}-channel audio at {sample_rate} Hz. Choose mp3 or wav.")
+            return False
+        return True
+
+    highest = next((b for b in BITRATES if accepted(b)), None)
+    if highest is None:
+        raise AudioError(
+            f"Vorbis cannot encode {channels}-channel audio at {sample_rate} Hz. Choose mp3 or wav."
+        )
+    lowest = next(b for b in reversed(BITRATES) if b == highest or accepted(b))
+    return lowest, highest
 
 
-def _within_ceiling(track: Track, fmt: str, bitrate: str) -> str:
-    """``bitrate``, or the encoder's ceiling for this track when it is lower (Vorbis only)."""
+def bitrates_for(track: Track, fmt: str, ladder: Sequence[str]) -> list[str]:
+    """``ladder`` (highest first) moved into what the encoder accepts for this track, without
+    repeats: only Vorbis has limits among our formats."""
     if fmt != "ogg":
-        return bitrate
-    ceiling = vorbis_ceiling(int(track.sample_rate), int(_as_2d(track.audio).shape[0]))
-    return ceiling if _kbps(ceiling) < _kbps(bitrate) else bitrate
+        return list(ladder)
+    lowest, highest = vorbis_range(int(track.sample_rate), int(_as_2d(track.audio).shape[0]))
+    low, high = _kbps(lowest), _kbps(highest)
+    moved = [highest if _kbps(b) > high else lowest if _kbps(b) < low else b for b in ladder]
+    return list(dict.fromkeys(moved))
 
 
 def encode(track: Track, fmt: str = "mp3", bitrate: str = "192k") -> bytes:
     """The track as a wav (16-bit PCM), mp3 (LAME) or ogg (Vorbis) file, in memory. An ogg asked
-    at more than Vorbis allows for the track's rate and channels gets Vorbis's highest instead."""
+    at a bitrate Vorbis refuses for the track's rate and channels gets the nearest it takes."""
     fmt = _check_format(fmt)
     if fmt == "wav":
         import soundfile
@@ -442,7 +455,7 @@ def encode(track: Track, fmt: str = "mp3", bitrate: str = "192k") -> bytes:
         buf = io.BytesIO()
         soundfile.write(buf, _as_2d(track.audio).T, int(track.sample_rate), format="WAV", subtype="PCM_16")
         return buf.getvalue()
-    return _export(track, fmt, _within_ceiling(track, fmt, bitrate))
+    return _export(track, fmt, bitrates_for(track, fmt, [bitrate])[0])
 
 
 def finish_and_encode(track: Track, fmt: str, *, duration: float | None = None, loop: bool = False) -> Track:
@@ -475,9 +488,7 @@ def encode_to_fit(track: Track, fmt: str = "mp3", max_bytes: int = DEFAULT_MAX_B
     ladder = [b for b in BITRATES if _kbps(b) * 1000 / 8 * track.duration <= max_bytes * 1.05] or [
         BITRATES[-1]
     ]
-    if fmt == "ogg":  # Vorbis will not go below ~48 kbps for 48 kHz stereo, nor above its ceiling
-        allowed = [_within_ceiling(track, fmt, b) for b in ladder if _kbps(b) >= 48]
-        ladder = list(dict.fromkeys(allowed)) or ["48k"]
+    ladder = bitrates_for(track, fmt, ladder)  # Vorbis: within what it takes for this rate and channels
     smallest = 0
     for bitrate in ladder:
         data = encode(track, fmt, bitrate)

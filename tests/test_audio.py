@@ -19,7 +19,7 @@ from engine.audio import (
     finish_and_encode,
     loudness,
     true_peak,
-    vorbis_ceiling,
+    vorbis_range,
 )
 from engine.errors import UserInputError
 from engine.generation.arranger import ArrangerBackend
@@ -108,6 +108,12 @@ def seam_step_and_inner_p995(audio: np.ndarray) -> tuple[float, float]:
     return float(step[audio.shape[1] - 1]), float(np.percentile(step, 99.5))
 
 
+def test_tempo_of_half_a_second_is_a_number_not_a_crash():
+    clicks = np.zeros((1, 16000), np.float32)
+    clicks[:, ::4000] = 0.8
+    assert np.isfinite(estimate_tempo(clicks, 32000))  # shorter than the flux detrender's 0.5 s
+
+
 def test_a_loop_of_audio_with_nothing_past_its_end_folds_its_own_tail_in_instead_of_cutting(arranged):
     # what a backend returns when asked for exactly the loop's length: no overhang to crossfade
     exact = finish(arranged, duration=8.0, fade_in=0, fade_out=0)
@@ -133,13 +139,22 @@ def test_ogg_of_musicgen_shaped_audio_gets_vorbis_highest_bitrate_instead_of_fai
     # MusicGen makes 32 kHz mono; libvorbis refuses more than 160 kbps for that shape
     mono = synth_track(seconds=3.0, sr=32000)
     mono = Track(**{**mono.__dict__, "audio": mono.audio[:1]})
-    assert vorbis_ceiling(32000, 1) == "160k" and vorbis_ceiling(48000, 2) == "320k"
+    assert vorbis_range(32000, 1) == ("32k", "160k") and vorbis_range(48000, 2) == ("48k", "320k")
     decoded, sr = soundfile.read(io.BytesIO(encode(mono, "ogg", "192k")), dtype="float32", always_2d=True)
     assert sr == 32000 and decoded.shape[1] == 1 and abs(decoded.shape[0] / sr - 3.0) <= 0.05
     data, rate = encode_to_fit(mono, "ogg", max_bytes=10 * 1024 * 1024)
     assert rate == "160k" and soundfile.info(io.BytesIO(data)).samplerate == 32000
     finished = finish_and_encode(mono, "ogg", duration=3.0)  # what a worker does for a user who picked ogg
     assert finished.encoded.format == "ogg" and finished.encoded.channels == 1
+
+
+def test_ogg_that_fits_only_below_48k_fits_where_vorbis_takes_it():
+    long_mono = synth_track(seconds=60.0, sr=32000)
+    long_mono = Track(**{**long_mono.__dict__, "audio": long_mono.audio[:1]})
+    at32, at48 = len(encode(long_mono, "ogg", "32k")), len(encode(long_mono, "ogg", "48k"))
+    limit = (at32 + at48) // 2
+    data, rate = encode_to_fit(long_mono, "ogg", max_bytes=limit)
+    assert rate == "32k" and len(data) <= limit
 
 
 def test_lower_bitrate_makes_smaller_mp3(arranged):

@@ -69,9 +69,9 @@ class Uploads:
 
 def _encode_preview(track: Track, fmt: str, max_bytes: int) -> tuple[bytes, float]:
     """The first seconds of ``track`` that fit ``max_bytes``, faded out; returns (data, seconds)."""
-    from engine.audio import AudioTooLarge, encode, finish
+    from engine.audio import AudioTooLarge, bitrates_for, encode, finish
 
-    rates = [b for b in PREVIEW_BITRATES if fmt != "ogg" or int(b[:-1]) >= 48]  # Vorbis floor ~48k
+    rates = bitrates_for(track, fmt, PREVIEW_BITRATES)  # Vorbis takes a range per rate and channels
 
     def seconds_at(bitrate: str) -> float:
         return max_bytes * 0.9 / (int(bitrate[:-1]) * 125)  # 10 % for the container and encoder slack
