@@ -18,13 +18,20 @@ format and the reader loops add; loop lag = lateness of a 10 ms ticker on the fr
 CPU ms/job = user + system CPU time used during the burst (Linux /proc) per job by the front end
 (this process, with its ticker), by all workers together (with their model processes) and by
 redis-server: what a setup costs beyond the model itself.
+
+``BENCH_DEBUG=1`` also prints, per Redis phase: Redis's own µs per XADD/EXEC; the two legs, the
+return leg split at Redis's stamp (the result's entry id); and, for the slowest tenth of the
+waits from Redis to the front end, how much of each the front end's event loop spent running
+rather than waiting in ``select`` (busy with other work, or waiting for a CPU).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import os
+import selectors
 import subprocess
 import sys
 import tempfile
@@ -39,6 +46,31 @@ from engine.jobs import EngineConfig, JobEngine, JobRequest  # noqa: E402
 from engine.spec import MusicSpec  # noqa: E402
 
 SLEEPY_ENV = {"SLEEPY_RATE": "8000", "SLEEPY_BASE": "0.5", "SLEEPY_PER_ROW": "0.05", "SLEEPY_STEPS": "5"}
+
+
+class TimedSelector(selectors.DefaultSelector):
+    """The front end's selector, noting when its loop waited in ``select`` (BENCH_DEBUG): the rest
+    of the time the loop was running callbacks (or the process waited for a CPU)."""
+
+    waits: list[tuple[float, float]] = []
+
+    def select(self, timeout=None):
+        start = time.time()
+        try:
+            return super().select(timeout)
+        finally:
+            self.waits.append((start, time.time()))
+
+
+def busy_ms(start: float, end: float) -> float:
+    """How long the front end's loop was not waiting in select between two ``time.time()`` stamps."""
+    waits = TimedSelector.waits
+    i = max(0, bisect.bisect_left(waits, (start,)) - 1)
+    idle = 0.0
+    while i < len(waits) and waits[i][0] < end:
+        idle += max(0.0, min(waits[i][1], end) - max(waits[i][0], start))
+        i += 1
+    return 1000 * max(0.0, end - start - idle)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -208,6 +240,15 @@ async def phase_redis(args, url: str, workers: int, *, extra: list[str], env: di
                       f"reply reached the front end {pct(reply, 50):.1f}/{pct(reply, 95):.1f} ms "
                       f"(worker→Redis {pct(into, 50):.0f}/{pct(into, 95):.0f}, "
                       f"Redis→front end {pct(out, 50):.0f}/{pct(out, 95):.0f})")  # fmt: skip
+                # the slowest tenth of Redis→front end waits (from a ms after Redis's stamp, its
+                # resolution): how much of each the front end's loop spent running, not in select
+                slow = sorted(((t["got"] - t["in_redis"] - 0.001, t) for t in timings if "in_redis" in t),
+                              key=lambda pair: pair[0])[-max(1, len(timings) // 10):]  # fmt: skip
+                spent = [(1000 * w, busy_ms(t["in_redis"] + 0.001, t["got"])) for w, t in slow if w > 0]
+                if spent:
+                    print(f"{label} x{workers}: slowest tenth of Redis→front end waits: "
+                          f"{sum(w for w, _ in spent) / len(spent):.1f} ms on average, of which the front end's "
+                          f"loop was running {sum(b for _, b in spent) / len(spent):.1f} ms")  # fmt: skip
     finally:
         stop_workers(procs)
     row.update(setup=label, workers=workers, added50=pct(added, 50) * 1000, added95=pct(added, 95) * 1000)
@@ -281,4 +322,12 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if os.environ.get("BENCH_DEBUG"):
+        loop = asyncio.SelectorEventLoop(TimedSelector())
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(main())
+        finally:
+            loop.close()
+    else:
+        asyncio.run(main())
