@@ -55,6 +55,10 @@ from engine.spec import MusicSpec, Track
 
 log = logging.getLogger("textunes.engine")
 
+# Seconds between publications of every queued job's place: a dispatch moves every queued job (an
+# event each), executors often finish together, and people see places in edits ≥ 2 s apart.
+POSITIONS_EVERY = 0.1
+
 __all__ = [
     "EngineConfig",
     "JobCancelled",
@@ -92,6 +96,7 @@ class JobEngine:
         self._dispatcher: asyncio.Task | None = None
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._positions_due: asyncio.TimerHandle | None = None  # the next places' publication
         self._started = False
         self._stopping = False
         self.stats = {
@@ -129,6 +134,9 @@ class JobEngine:
                 await asyncio.sleep(0.05)
         self._stopping = True
         self._wakeup.set()
+        if self._positions_due is not None:
+            self._positions_due.cancel()
+            self._positions_due = None
         for job in list(self._jobs.values()):
             self._finish_failed(
                 job,
@@ -253,7 +261,9 @@ class JobEngine:
             self._spawn(self._follow_adopted(job, adoption))
             return JobHandle(self, job)
         self._queues.setdefault(request.user_id, deque()).append(job)
-        self._publish_positions()
+        job.last_position = self.position(job_id)  # the newcomer hears its place at once
+        job.emit(JobEvent("queued", position=job.last_position))
+        self._positions_changed()  # a new user's job may go ahead of others
         self._wakeup.set()
         return JobHandle(self, job)
 
@@ -272,7 +282,7 @@ class JobEngine:
         if job.state == "queued":
             self._unqueue(job)
             self._finish(job, "cancelled", error=JobCancelled("Cancelled."))
-            self._publish_positions()
+            self._positions_changed()
             return True
         # running: resolve now; the owner never waits for the model. If no other job still wants
         # the current call, abort it; otherwise its track is simply dropped when the call returns.
@@ -328,7 +338,13 @@ class JobEngine:
         while len(self._last_served) > 10_000:  # bounded memory on a large server
             self._last_served.popitem(last=False)
 
+    def _positions_changed(self) -> None:
+        """Publish every queued job's place soon: changes of the next moment go out together."""
+        if self._positions_due is None and not self._stopping:
+            self._positions_due = self._loop.call_later(POSITIONS_EVERY, self._publish_positions)
+
     def _publish_positions(self) -> None:
+        self._positions_due = None
         for place, job in enumerate(self._fair_order(), start=1):
             if job.last_position != place:
                 job.last_position = place
@@ -371,7 +387,7 @@ class JobEngine:
                 for job in chosen:
                     self._unqueue(job)
                     self._mark_served(job.user_id)
-                self._publish_positions()
+                self._positions_changed()
                 return chosen
             self._wakeup.clear()
             await self._wakeup.wait()
@@ -532,7 +548,7 @@ class JobEngine:
         self._queues.setdefault(job.user_id, deque()).appendleft(job)
         self._last_served.pop(job.user_id, None)
         job.last_position = None
-        self._publish_positions()
+        self._positions_changed()
         self._wakeup.set()
 
     def _abort_if_unwanted(self) -> None:

@@ -209,6 +209,31 @@ async def test_events_report_queue_position_progress_and_done():
     assert second.position == 0 and engine.position(second.job_id) is None
 
 
+async def test_places_that_change_together_reach_each_waiting_job_as_one_event():
+    plan = FaultPlan(steps=4, step_delay=0.25)
+    async with engine_with(plan, max_batch=1, max_queue=40, per_user_limit=1) as engine:
+        running = await engine.submit(JobRequest(user_id="r", spec=spec("running")))
+        await started(running)
+        waiting = [await engine.submit(JobRequest(user_id=f"u{n}", spec=spec(f"w{n}"))) for n in range(20)]
+        last, places = waiting[-1], []
+
+        async def follow() -> None:
+            async for event in last.events():
+                places.append(event.position if event.kind == "queued" else event.kind)
+
+        follower = asyncio.create_task(follow())
+        await asyncio.sleep(0)
+        assert places == [20]  # its place at once
+        for handle in waiting[:5]:  # five cancels in a row: each moves everyone behind
+            assert await engine.cancel(handle.job_id)
+        await asyncio.sleep(0.3)  # the publication interval and more
+        assert places == [20, 15] and last.position == 15  # not 19, 18, 17, 16, 15
+        for handle in [running, *waiting]:
+            await handle.cancel()
+        await follower
+        assert places[-1] == "cancelled"
+
+
 async def test_cancel_queued_job_never_reaches_the_model():
     plan = FaultPlan(steps=4, step_delay=0.05)
     async with engine_with(plan, max_batch=1) as engine:
