@@ -9,6 +9,7 @@ replay to late subscribers, as ``engine.jobs.JobHandle`` does for engine events.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.replay import ReplayStream
-from engine.spec import MusicSpec
+from engine.spec import MusicSpec, Track
 from engine.store import JobRecord, TrackRecord
 
 # ---------------------------------------------------------------------------------------------
@@ -70,6 +71,33 @@ class DocumentRequest:
     loop: bool = False
     seed: int | None = None
     samples: int = 1
+
+
+def opening_of(track: Track, seconds: float) -> Track:
+    """The first ``seconds`` of a stored track, for a variation: its fade-out is gone with the rest."""
+    keep = max(int(round(track.sample_rate * seconds)), 1)
+    meta = dict(track.meta, finish=dict(track.meta.get("finish") or {}, fade_out=0.0))
+    return dataclasses.replace(track, audio=track.audio[:, :keep], meta=meta)
+
+
+def generation_plan(
+    request: MusicRequest, continue_from: Track | None
+) -> tuple[MusicSpec, float, float | None]:
+    """(spec, extend_seconds) the model is asked for and the duration its tracks are finished to: a
+    fresh track gets exactly what was asked, a continuation its new, longer length (None). A loop
+    has the model make its crossfade's overhang too, which finishing folds into the head."""
+    spec, extend, duration = request.spec, request.extend_seconds, None
+    if continue_from is None:
+        duration = request.spec.duration
+    if request.loop:
+        from engine.audio import loop_overhang
+
+        if continue_from is None:
+            spec = spec.with_(duration=duration + loop_overhang(duration))
+        else:
+            duration = continue_from.duration + extend
+            extend += loop_overhang(duration)
+    return spec, extend, duration
 
 
 # ---------------------------------------------------------------------------------------------

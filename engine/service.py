@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from typing import Any
 
@@ -47,7 +46,9 @@ from engine.requests import (
     Requester,
     RequestHandle,
     Started,
+    generation_plan,
     new_job_id,
+    opening_of,
 )
 from engine.spec import Track
 from engine.store import (
@@ -426,16 +427,9 @@ class MusicService:
             if request.continue_from_track_id:
                 continue_from = await self.store.aio.load_track(request.continue_from_track_id)
                 if request.keep_seconds is not None:  # a variation: the opening only, the rest anew
-                    keep = max(int(round(continue_from.sample_rate * request.keep_seconds)), 1)
-                    continue_from = dataclasses.replace(continue_from, audio=continue_from.audio[:, :keep])
+                    continue_from = opening_of(continue_from, request.keep_seconds)
             fmt = await self.store.aio.call(self._format_for, handle.requester.user_id)
-            # a continuation keeps its new, longer length; a fresh track gets exactly what was asked
-            duration = None if request.continue_from_track_id else request.spec.duration
-            spec = request.spec
-            if request.loop and duration is not None:  # the model also makes the loop's crossfade
-                from engine.audio import loop_overhang
-
-                spec = spec.with_(duration=duration + loop_overhang(duration))
+            spec, extend_seconds, duration = generation_plan(request, continue_from)
             engine_handle = await self.engine.submit(
                 JobRequest(
                     user_id=handle.requester.user_id,
@@ -445,7 +439,7 @@ class MusicService:
                     guild_id=handle.requester.guild_id,
                     job_id=job_id,
                     continue_from=continue_from,
-                    extend_seconds=request.extend_seconds,
+                    extend_seconds=extend_seconds,
                     # finished and encoded by the executor: a remote worker sends the file, and
                     # this process never spends its CPU on encoding
                     finishing=Finishing(format=fmt, duration=duration, loop=request.loop),

@@ -188,6 +188,24 @@ def test_continuation_from_a_start_shorter_than_the_overlap_uses_all_of_it(backe
     assert longer.meta["windows"] == 3  # 0.25 s given, then 0.6 + 0.6 + 0.05 s new
 
 
+def test_continuation_of_a_finished_track_is_made_from_before_its_fade_out(backend) -> None:
+    backend.set_generation_params(window_seconds=1.0, overlap_seconds=0.4)
+    original = backend.generate([spec("warm jazz", 1.0)], seed=8)[0]
+    audio = original.audio.copy()
+    audio[:, -int(0.5 * SR) :] = 0.0  # a finished track's fade-out, faded to silence here
+    finished = dataclasses.replace(original, audio=audio, meta={"finish": {"fade_out": 0.5}})
+    longer = backend.generate_continuation(finished, 1.5)
+    assert longer.audio.shape == (1, int(2.5 * SR))  # the asked length all the same
+    assert longer.meta["extended_seconds"] == 1.5
+    cut, overlap = int(0.5 * SR), int(0.4 * SR)
+    kept = original.audio.shape[1] - cut - overlap
+    np.testing.assert_array_equal(longer.audio[:, :kept], original.audio[:, :kept])  # before the joint
+    # where the old track died away (before the old joint: untouched, silent) is new music now
+    assert (
+        np.abs(longer.audio[:, original.audio.shape[1] - cut : original.audio.shape[1] - overlap]).max() > 0
+    )
+
+
 def test_continuation_accepts_other_rates_and_stereo(backend) -> None:
     backend.set_generation_params(window_seconds=1.0, overlap_seconds=0.4)
     from engine.spec import Track

@@ -393,6 +393,14 @@ async def test_extend_and_variation_continue_a_stored_track(service, store) -> N
     assert job.request["keep_seconds"] == 3.0 and job.request["continue_from_track_id"] == original.id
 
 
+async def test_a_looped_extension_is_its_exact_length(service, store) -> None:
+    (original,) = await (await service.submit(ALICE, MusicRequest(spec=spec(9), seed=5))).result()
+    request = MusicRequest(spec=spec(14), kind="extend", continue_from_track_id=original.id,
+                           extend_seconds=5, parent_track_id=original.id, loop=True)  # fmt: skip
+    (looped,) = await asyncio.wait_for((await service.submit(ALICE, request)).result(), 60)
+    assert looped.duration == pytest.approx(original.duration + 5, abs=0.05)  # not 1 s short
+
+
 async def test_set_limits_validates_against_the_operator_before_saving(store) -> None:
     svc = make_service(store, limits=Limits(max_duration=60, queue_size=20, user_rate=(6, 60.0)))
     with pytest.raises(UserInputError, match="the operator allows at most 60 seconds"):

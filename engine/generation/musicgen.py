@@ -335,12 +335,18 @@ class MusicGenBackend:
         audio = np.asarray(track.audio, dtype=np.float32)
         if audio.ndim == 1:
             audio = audio[None, :]
+        # a finished track ends in a fade-out: continuing from inside it would prompt the model with
+        # music dying away and leave a dip mid-track, so it goes and is made again as new music
+        faded = float((track.meta.get("finish") or {}).get("fade_out") or 0.0)
+        faded = min(int(round(faded * track.sample_rate)), audio.shape[-1] // 2)
+        audio = audio[:, : audio.shape[-1] - faded]
+        new_seconds = float(seconds) + faded / track.sample_rate
         audio = _resample(audio, track.sample_rate, self.sample_rate)
         audio = self._match_channels(audio)
         if audio.shape[-1] < self._hop:  # not one codec frame to condition on
             raise InvalidGenerationParams("the track is too short to continue: it has no audio.")
         seed = track.seed + 1 if seed is None else int(seed)
-        total = audio.shape[-1] / self.sample_rate + float(seconds)
+        total = audio.shape[-1] / self.sample_rate + new_seconds
         started = time.perf_counter()
         audios, windows = self._generate_rows(
             prompts=[track.spec.prompt],
