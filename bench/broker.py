@@ -136,11 +136,11 @@ def cpu_seconds(pid: int, children: bool = True) -> float:
     model process) has used so far (Linux ``/proc``; NaN elsewhere)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split() if children else []
     except (OSError, IndexError, ValueError):
         return float("nan")
     own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return own + sum(cpu_seconds(int(c)) for c in children) if children else own
+    return own + sum(cpu_seconds(int(c)) for c in kids)
 
 
 def finishing_of(args, duration: float) -> Finishing | None:
