@@ -136,7 +136,6 @@ class JobEngine:
         self._wakeup.set()
         if self._positions_due is not None:
             self._positions_due.cancel()
-            self._positions_due = None
         for job in list(self._jobs.values()):
             self._finish_failed(
                 job,

@@ -465,7 +465,7 @@ class MusicGenBackend:
                 tails = None
                 if audios[active[0]] is not None:
                     # the audio prompt: the last overlap seconds, or the whole of a shorter start
-                    # (a 🔁 variation keeps a third of a 15-s track), in whole codec frames
+                    # (a 🎲 variation keeps a third of a 15-s track), in whole codec frames
                     shortest = min(audios[i].shape[-1] for i in active) // self._hop
                     tail_len = min(self._frames(self.params.overlap_seconds), shortest) * self._hop
                     tails = [audios[i][:, -tail_len:] for i in active]
