@@ -30,13 +30,13 @@ import itertools
 import logging
 import time
 import uuid
-from collections import OrderedDict, deque
 
 from engine import metrics
 from engine.broker import make_broker
 from engine.broker.base import BatchItem, Outcome
 from engine.broker.local import resolve_devices
 from engine.errors import BackendUnavailable, UserInputError
+from engine.fair_queue import FairQueue
 from engine.job_types import (
     DURATION_BUCKETS,
     EngineConfig,
@@ -54,10 +54,6 @@ from engine.sharing import BatchRecord, TailSharing
 from engine.spec import MusicSpec, Track
 
 log = logging.getLogger("textunes.engine")
-
-# Seconds between publications of every queued job's place: a dispatch moves every queued job (an
-# event each), executors often finish together, and people see places in edits ≥ 2 s apart.
-POSITIONS_EVERY = 0.1
 
 __all__ = [
     "EngineConfig",
@@ -84,10 +80,8 @@ class JobEngine:
         self.config = config or EngineConfig()
         if self.config.worker not in ("thread", "process"):
             raise ValueError(f"EngineConfig.worker must be 'thread' or 'process', not {self.config.worker!r}")
-        self._queues: OrderedDict[str, deque[_Job]] = OrderedDict()  # user -> queued jobs
+        self._queue = FairQueue()
         self._jobs: dict[str, _Job] = {}  # every queued or running job
-        self._last_served: OrderedDict[str, int] = OrderedDict()  # user -> service counter
-        self._serve_counter = itertools.count(1)
         self._seq = itertools.count(1)
         self._broker = None
         self._running: dict[int, tuple[object, list[_Job]]] = {}  # id(slot) -> (slot, its jobs)
@@ -96,7 +90,6 @@ class JobEngine:
         self._dispatcher: asyncio.Task | None = None
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._positions_due: asyncio.TimerHandle | None = None  # the next places' publication
         self._started = False
         self._stopping = False
         self.stats = {
@@ -120,6 +113,7 @@ class JobEngine:
         self._broker = broker
         self._started = True
         self._stopping = False
+        self._queue.reopen()
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="engine-dispatch")
         metrics.serve_from_env()
         log.info("job engine ready: %s", self.describe())
@@ -134,8 +128,7 @@ class JobEngine:
                 await asyncio.sleep(0.05)
         self._stopping = True
         self._wakeup.set()
-        if self._positions_due is not None:
-            self._positions_due.cancel()
+        self._queue.close()
         for job in list(self._jobs.values()):
             self._finish_failed(
                 job,
@@ -205,19 +198,14 @@ class JobEngine:
         )
 
     def queue_length(self) -> int:
-        return sum(len(q) for q in self._queues.values())
+        return len(self._queue)
 
     def position(self, job_id: str) -> int | None:
         """1-based queue place, 0 while running, None if unknown or finished."""
         job = self._jobs.get(job_id)
         if job is None:
             return None
-        if job.state == "running":
-            return 0
-        for place, queued in enumerate(self._fair_order(), start=1):
-            if queued is job:
-                return place
-        return None
+        return 0 if job.state == "running" else self._queue.place(job)
 
     def jobs_of(self, user_id: str) -> list[str]:
         return [j.job_id for j in self._jobs.values() if j.user_id == user_id]
@@ -259,10 +247,10 @@ class JobEngine:
             self._start_jobs([job])
             self._spawn(self._follow_adopted(job, adoption))
             return JobHandle(self, job)
-        self._queues.setdefault(request.user_id, deque()).append(job)
-        job.last_position = self.position(job_id)  # the newcomer hears its place at once
+        self._queue.add(job)
+        job.last_position = self._queue.place(job)  # the newcomer hears its place at once
         job.emit(JobEvent("queued", position=job.last_position))
-        self._positions_changed()  # a new user's job may go ahead of others
+        self._queue.changed()  # a new user's job may go ahead of others
         self._wakeup.set()
         return JobHandle(self, job)
 
@@ -279,9 +267,9 @@ class JobEngine:
         if user_id is not None and job.user_id != user_id:
             return False
         if job.state == "queued":
-            self._unqueue(job)
+            self._queue.remove(job)
             self._finish(job, "cancelled", error=JobCancelled("Cancelled."))
-            self._positions_changed()
+            self._queue.changed()
             return True
         # running: resolve now; the owner never waits for the model. If no other job still wants
         # the current call, abort it; otherwise its track is simply dropped when the call returns.
@@ -290,65 +278,6 @@ class JobEngine:
         return True
 
     # -- scheduling -----------------------------------------------------------------------------
-
-    def _fair_order(self) -> list[_Job]:
-        """Queued jobs in the order they will be served: round-robin over users, the user served
-        longest ago (or never) first; within a user, first come first served."""
-        users = sorted(self._queues, key=lambda u: (self._last_served.get(u, 0), self._queues[u][0].seq))
-        order: list[_Job] = []
-        depth = 0
-        while True:
-            layer = [self._queues[u][depth] for u in users if len(self._queues[u]) > depth]
-            if not layer:
-                return order
-            order.extend(layer)
-            depth += 1
-
-    def _select(self, limit: int, order: list[_Job] | None = None) -> list[_Job]:
-        """The next job in fair order plus compatible queued jobs, up to ``limit`` tracks."""
-        order = self._fair_order() if order is None else order
-        if not order:
-            return []
-        head = order[0]
-        chosen = [head]
-        key = head.batch_key()
-        if key is not None:
-            tracks = head.request.samples
-            for job in order[1:]:
-                if job.batch_key() == key and tracks + job.request.samples <= limit:
-                    chosen.append(job)
-                    tracks += job.request.samples
-        return chosen
-
-    def _unqueue(self, job: _Job) -> None:
-        queue = self._queues.get(job.user_id)
-        if queue is None:
-            return
-        try:
-            queue.remove(job)
-        except ValueError:
-            return
-        if not queue:
-            del self._queues[job.user_id]
-
-    def _mark_served(self, user_id: str) -> None:
-        self._last_served[user_id] = next(self._serve_counter)
-        self._last_served.move_to_end(user_id)
-        while len(self._last_served) > 10_000:  # bounded memory on a large server
-            self._last_served.popitem(last=False)
-
-    def _positions_changed(self) -> None:
-        """Publish every queued job's place soon: changes of the next moment go out together."""
-        if self._positions_due is None and not self._stopping:
-            self._positions_due = self._loop.call_later(POSITIONS_EVERY, self._publish_positions)
-
-    def _publish_positions(self) -> None:
-        self._positions_due = None
-        for place, job in enumerate(self._fair_order(), start=1):
-            if job.last_position != place:
-                job.last_position = place
-                job.emit(JobEvent("queued", position=place))
-        metrics.QUEUE_LENGTH.set(self.queue_length())
 
     @staticmethod
     def _record(slot, jobs: list[_Job]) -> BatchRecord:
@@ -359,18 +288,18 @@ class JobEngine:
     def _select_shared(self, slot, limit: int) -> list[_Job]:
         """``_select`` for ``slot``, taking at most its share of the queue when peers are about to
         be free (``engine.sharing``): the end of a burst is spread, not left to one executor."""
-        order = self._fair_order()
+        order = self._queue.order()
         key = order[0].batch_key() if order else None
         if key is not None:
             queued = sum(j.request.samples for j in order if j.batch_key() == key)
             running = [self._record(s, jobs) for s, jobs in self._running.values() if hasattr(s, "max_batch")]
             limit = self._sharing.share(slot.name, order[0].bucket(), queued, limit, running)
-        return self._select(limit, order)
+        return self._queue.select(limit, order)
 
     async def _next_batch(self, slot) -> list[_Job] | None:
         limit = max(1, min(slot.max_batch, self.config.max_batch))
         while not self._stopping:
-            if self._queues:
+            if self._queue:
                 chosen = self._select_shared(slot, limit)
                 tracks = sum(j.request.samples for j in chosen)
                 # requests of a burst arrive a few ms apart: a short wait (counted from the head
@@ -384,9 +313,9 @@ class JobEngine:
                     if not chosen:
                         continue
                 for job in chosen:
-                    self._unqueue(job)
-                    self._mark_served(job.user_id)
-                self._positions_changed()
+                    self._queue.remove(job)
+                    self._queue.served(job.user_id)
+                self._queue.changed()
                 return chosen
             self._wakeup.clear()
             await self._wakeup.wait()
@@ -543,11 +472,9 @@ class JobEngine:
         job.state = "queued"
         job.deadline = float("inf")
         self.stats["requeued"] += 1
-        # back to the front of its owner's line: it already waited its turn once
-        self._queues.setdefault(job.user_id, deque()).appendleft(job)
-        self._last_served.pop(job.user_id, None)
+        self._queue.put_back(job)
         job.last_position = None
-        self._positions_changed()
+        self._queue.changed()
         self._wakeup.set()
 
     def _abort_if_unwanted(self) -> None:
@@ -581,7 +508,7 @@ class JobEngine:
 
     def _finish_failed(self, job: _Job, error: JobFailed) -> None:
         if job.state == "queued":
-            self._unqueue(job)
+            self._queue.remove(job)
         self._finish(job, "failed", error=error)
 
     def _finish(
