@@ -395,9 +395,9 @@ def _export(track: Track, fmt: str, bitrate: str) -> bytes:
     buf = io.BytesIO()
     try:
         _segment(track).export(buf, format=fmt, codec=codec, bitrate=bitrate)
-    except Exception as exc:  # pydub raises CouldntEncodeError with ffmpeg's stderr
+    except Exception as exc:  # pydub's CouldntEncodeError carries ffmpeg's stderr: kept as the cause
         raise AudioError(
-            f"Could not encode the track as {fmt} at {bitrate}: {str(exc).strip()[-300:]}"
+            f"Could not encode the track as {fmt} at {bitrate}. Try another format (mp3, ogg or wav)."
         ) from exc
     return buf.getvalue()
 

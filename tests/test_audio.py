@@ -9,6 +9,7 @@ import pytest
 import soundfile
 
 from engine.audio import (
+    AudioError,
     AudioTooLarge,
     UnsupportedFormat,
     encode,
@@ -155,6 +156,13 @@ def test_ogg_that_fits_only_below_48k_fits_where_vorbis_takes_it():
     limit = (at32 + at48) // 2
     data, rate = encode_to_fit(long_mono, "ogg", max_bytes=limit)
     assert rate == "32k" and len(data) <= limit
+
+
+def test_an_encoder_failure_says_what_to_do_and_keeps_ffmpegs_words_for_the_logs(arranged):
+    with pytest.raises(AudioError) as err:
+        encode(arranged, "mp3", "abc")  # ffmpeg refuses the option
+    assert str(err.value) == "Could not encode the track as mp3 at abc. Try another format (mp3, ogg or wav)."
+    assert "libmp3lame" in str(err.value.__cause__)
 
 
 def test_lower_bitrate_makes_smaller_mp3(arranged):

@@ -201,8 +201,9 @@ async def finished(item: BatchItem, tracks: list) -> Outcome:
 
     try:
         return Outcome("done", tracks=await asyncio.to_thread(run))
-    except TexTuneSError as exc:
-        return failure(f"The track was made but could not be finished: {exc}", "finish", str(exc))
+    except TexTuneSError as exc:  # the cause, if any, is the encoder's own words: for the detail only
+        detail = f"{exc} {exc.__cause__ or ''}".strip()[-500:]
+        return failure(f"The track was made but could not be finished: {exc}", "finish", detail)
     except Exception as exc:  # an encoder crash: the track is lost, the worker lives on
         log.exception("finishing job %s failed", item.job_id)
         return failure("The track was made but could not be encoded. Please try again.", "finish", repr(exc))
