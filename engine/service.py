@@ -60,6 +60,7 @@ from engine.store import (
     spec_to_request,
 )
 
+MAX_SEED = 2**63 - 1
 log = logging.getLogger("textunes.service")
 
 __all__ = [
@@ -294,6 +295,8 @@ class MusicService:
             stored = {"title": "Music for your text", "document": request.filename or "pasted text"}
         else:
             raise TypeError(f"not a request: {type(request).__name__}")
+        if request.seed is not None and not 0 <= request.seed <= MAX_SEED:  # sqlite's INTEGER, numpy's rng
+            raise UserInputError(f"A seed is a whole number from 0 to {MAX_SEED}, not {request.seed}.")
         # reserve the slot before the first await below, so two racing submits cannot both pass
         if job_id is not None and (not JOB_ID.fullmatch(job_id) or job_id in self._active):
             raise ValueError(f"job id {job_id!r}: 12 lowercase hex digits, not in use")

@@ -226,6 +226,9 @@ def test_bad_params_get_clear_errors(backend) -> None:
         backend.set_generation_params(temperature=0)
     with pytest.raises(UserInputError, match="window"):
         backend.set_generation_params(window_seconds=45)
+    for name in ("guidance_scale", "temperature", "top_p", "window_seconds", "overlap_seconds"):
+        with pytest.raises(UserInputError):  # NaN is outside every range, not inside
+            backend.set_generation_params(**{name: float("nan")})
     with pytest.raises(TypeError, match="guidence.*valid:.*guidance_scale"):
         backend.set_generation_params(guidence=3)
     with pytest.raises(UserInputError, match="samples"):

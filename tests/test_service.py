@@ -313,6 +313,9 @@ async def test_admit_refuses_duration_samples_and_jobs_over_the_cap_before_anyth
             await svc.submit(alice_a, DocumentRequest(text="Some words here.", duration="1:00"))
         with pytest.raises(UserInputError, match=r"big.txt is 2.1 MB; the limit is 2.0 MB"):
             await svc.submit(alice_a, DocumentRequest(data=b"words " * 350_000, filename="big.txt"))
+        for seed in (-1, 2**64):  # numpy's generator refuses the one, sqlite's INTEGER the other
+            with pytest.raises(UserInputError, match="A seed is a whole number from 0 to"):
+                await svc.submit(alice_a, MusicRequest(spec=spec(5), seed=seed))
         assert store.jobs_of("1", states=("queued", "running", "failed", "done", "cancelled")) == []
         first = await svc.submit(alice_a, MusicRequest(spec=spec(30)))
         with pytest.raises(UserInputError, match="the limit is 1"):

@@ -273,15 +273,15 @@ class MusicGenBackend:
                 f"(valid: {', '.join(sorted(allowed))})"
             )
         merged = GenerationParams(**{**asdict(self.params), **params})
-        if merged.guidance_scale < 0 or merged.guidance_scale > 20:
+        if not 0 <= merged.guidance_scale <= 20:  # written so that NaN fails each range too
             raise InvalidGenerationParams(
                 "guidance scale must be between 0 and 20 (3 is MusicGen's default)."
             )
-        if merged.top_k < 0:
+        if not merged.top_k >= 0:
             raise InvalidGenerationParams("top-k must be 0 (off) or a positive number of tokens.")
         if not 0.0 <= merged.top_p <= 1.0:
             raise InvalidGenerationParams("top-p must be between 0 (off) and 1.")
-        if merged.temperature <= 0 or merged.temperature > 5:
+        if not 0 < merged.temperature <= 5:
             raise InvalidGenerationParams("temperature must be above 0 and at most 5.")
         if not 0 < merged.window_seconds <= MAX_WINDOW_SECONDS:
             raise InvalidGenerationParams(f"window must be between 0 and {MAX_WINDOW_SECONDS:g} seconds.")
