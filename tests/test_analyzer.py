@@ -266,3 +266,10 @@ def test_cli_batch_writes_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["analyze", "--batch", str(source), "--column", "body"]) == 2
     err = capsys.readouterr().err
     assert "no column 'body'" in err and "Columns: id, text" in err
+
+    before = out.read_bytes()  # a bad option is refused before --out is opened (and emptied)
+    assert (
+        main(["analyze", "--batch", str(source), "--column", "text", "--out", str(out), "--duration", "4"])
+        == 2
+    )
+    assert "out of range" in capsys.readouterr().err and out.read_bytes() == before

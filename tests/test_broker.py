@@ -666,3 +666,12 @@ async def test_metrics_endpoint_reports_queue_batches_latency_and_workers(monkey
     assert values["textunes_batch_size_count"] >= 1 and values["textunes_batch_size_sum"] >= 3
     assert values['textunes_job_latency_seconds_count{state="done"}'] >= 3
     assert values['textunes_job_latency_seconds_count{state="cancelled"}'] >= 1
+
+
+def test_a_worker_refuses_a_visibility_timeout_redis_cannot_reclaim_after(capsys, monkeypatch):
+    from textunes.cli import main
+
+    monkeypatch.delenv("TEXTUNES_VISIBILITY_TIMEOUT", raising=False)
+    for bad in ("-1", "0", "nan"):  # it used to start and retry XAUTOCLAIM every second, forever
+        assert main(["worker", "--broker", "redis://127.0.0.1:9/0", "--visibility-timeout", bad]) == 2
+        assert "visibility timeout" in capsys.readouterr().err

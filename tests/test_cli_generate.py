@@ -57,3 +57,19 @@ def test_a_bad_document_is_one_line_and_exit_status_2(
     assert not (tmp_path / "x.mp3").exists()
     assert main(["generate", "--from-text", str(tmp_path / "missing.txt")]) == 2
     assert "No such file" in capsys.readouterr().err
+
+
+def test_the_output_may_be_a_folder_or_an_upper_case_name_and_an_unwritable_one_fails_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["generate", "--mood", "Calm", "--duration", "5", "--seed", "3", "--backend", "arranger"]
+    (tmp_path / "songs").mkdir()
+    assert main([*argv, "-o", str(tmp_path / "songs")]) == 0
+    assert soundfile.info(str(tmp_path / "songs" / "textunes-3.mp3")).duration == pytest.approx(5.0, abs=0.1)
+    assert main([*argv, "-o", str(tmp_path / "loud.WAV")]) == 0
+    assert soundfile.info(str(tmp_path / "loud.WAV")).format == "WAV"
+    (tmp_path / "afile").write_text("not a folder")
+    capsys.readouterr()
+    assert main([*argv, "-o", str(tmp_path / "afile" / "x.wav")]) == 2
+    captured = capsys.readouterr()
+    assert "afile is a file, not a folder" in captured.err and "wrote" not in captured.out

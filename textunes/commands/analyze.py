@@ -148,6 +148,11 @@ def _run_batch(args: argparse.Namespace, overrides: dict) -> int:
     from engine.text.ingest import document_from_text
 
     check_out_path(args.out)  # before the CSV is read and long before the models load
+    from engine.prompt import build_spec
+
+    # the options are checked before --out is opened (and emptied) and before the models load
+    build_spec(genres="Lofi", tempo=overrides["tempo"], duration=overrides["duration"] or 30,
+               keywords=overrides["keywords"], instruments=overrides["instruments"])  # fmt: skip
     rows = read_csv_rows(args.batch, args.column, args.title_column)
     if args.limit is not None:
         rows = rows[: max(args.limit, 0)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -56,11 +57,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _output_paths(output: str | None, fmt: str, seed: int, count: int) -> list[Path]:
     base = Path(output) if output else Path("out") / f"textunes-{seed}.{fmt}"
-    if base.suffix.lstrip(".") != fmt:
+    if output and (output.endswith(("/", os.sep)) or base.is_dir()):  # a folder: the file goes inside
+        base = base / f"textunes-{seed}.{fmt}"
+    if base.suffix.lstrip(".").lower() != fmt:
         base = base.with_suffix(f".{fmt}")
     if count == 1:
         return [base]
     return [base.with_name(f"{base.stem}-{i + 1}{base.suffix}") for i in range(count)]
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse an output path whose folder cannot be made or written, before the music is made."""
+    from engine.errors import UserInputError
+
+    folder = path.parent.absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserInputError(f"Cannot write {path}: {existing} is a file, not a folder.")
+    if not os.access(existing, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserInputError(f"Cannot write {path} here. Choose another path with -o.")
 
 
 def _request(args: argparse.Namespace):
@@ -139,11 +154,12 @@ def run(args: argparse.Namespace) -> int:
 
     from engine.errors import UserInputError
 
-    fmt = args.format or (Path(args.output).suffix.lstrip(".") if args.output else "") or "mp3"
+    fmt = args.format or (Path(args.output).suffix.lstrip(".").lower() if args.output else "") or "mp3"
     if fmt not in FORMATS:
         raise UserInputError(f"Unknown output format '{fmt}'. Use one of: {', '.join(FORMATS)}.")
     request = _request(args)
     seed = args.seed if args.seed is not None else random.randrange(2**31)
+    _check_writable(_output_paths(args.output, fmt, seed, 1)[0])  # before anything is generated
     if hasattr(request, "spec"):  # a document's prompt is printed once it is analysed
         print(f"prompt:  {request.spec.prompt}")
     return asyncio.run(_generate(args, request, fmt, seed))

@@ -65,6 +65,16 @@ def run(args: argparse.Namespace) -> int:
         level=os.environ.get("TEXTUNES_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
     )
     env_vis = os.environ.get("TEXTUNES_VISIBILITY_TIMEOUT")
+    try:
+        visibility = (
+            args.visibility_timeout if args.visibility_timeout is not None else float(env_vis or 30.0)
+        )
+    except ValueError:
+        visibility = float("nan")
+    if not 0 < visibility <= 86_400:  # also NaN: Redis needs a positive idle time to reclaim after
+        raise UserInputError(
+            "The visibility timeout is seconds a silent worker keeps its batch: more than 0."
+        )
     options = WorkerOptions(
         url=url,
         device=args.device,
@@ -72,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         prefix=args.prefix or os.environ.get("TEXTUNES_BROKER_PREFIX", "textunes"),
         isolation=args.isolation,
         max_batch=args.max_batch,
-        visibility_timeout=args.visibility_timeout or float(env_vis or 30.0),
+        visibility_timeout=visibility,
         max_attempts=args.max_attempts,
     )
     metrics.serve_from_env()
