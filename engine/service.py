@@ -433,6 +433,9 @@ class MusicService:
                     continue_from = opening_of(continue_from, request.keep_seconds)
             fmt = await self.store.aio.call(self._format_for, handle.requester.user_id)
             spec, extend_seconds, duration = generation_plan(request, continue_from)
+            # finished and encoded by the executor: a remote worker sends the file, and this
+            # process never spends its CPU on encoding
+            finishing = Finishing(format=fmt, duration=duration, loop=request.loop)
             engine_handle = await self.engine.submit(
                 JobRequest(
                     user_id=handle.requester.user_id,
@@ -443,9 +446,7 @@ class MusicService:
                     job_id=job_id,
                     continue_from=continue_from,
                     extend_seconds=extend_seconds,
-                    # finished and encoded by the executor: a remote worker sends the file, and
-                    # this process never spends its CPU on encoding
-                    finishing=Finishing(format=fmt, duration=duration, loop=request.loop),
+                    finishing=finishing,
                 )
             )
         except asyncio.CancelledError:
@@ -480,7 +481,7 @@ class MusicService:
             await self._fail(handle, str(exc), exc.reason)
             return
         try:
-            records = await asyncio.to_thread(self._finish_and_store, job_id, request, analysis, tracks, fmt)
+            records = await asyncio.to_thread(self._finish_and_store, job_id, analysis, tracks, finishing)
             await self.store.aio.mark_done(job_id)  # posting, if any, is the front end's
             self.engine.release_result(job_id)
         except Exception:
@@ -500,18 +501,17 @@ class MusicService:
     def _finish_and_store(
         self,
         job_id: str,
-        request: MusicRequest,
         analysis: dict | None,
         tracks: list[Track],
-        fmt: str,
+        finishing: Finishing,
     ) -> list[TrackRecord]:
         from engine.audio import finish_and_encode
 
+        fmt = finishing.format
         records = []
         for index, track in enumerate(tracks):
-            if track.encoded is None:  # an executor from before finishing moved there
-                duration = None if request.continue_from_track_id else request.spec.duration
-                track = finish_and_encode(track, fmt, duration=duration, loop=request.loop)
+            if track.encoded is None:  # an executor from before finishing moved there: as it was asked
+                track = finish_and_encode(track, fmt, duration=finishing.duration, loop=finishing.loop)
             records.append(self.store.add_track(job_id, track, fmt=fmt, index=index, analysis=analysis))
         return records
 

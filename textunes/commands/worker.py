@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         visibility = float("nan")
     if not 0 < visibility <= 86_400:  # also NaN: Redis needs a positive idle time to reclaim after
         raise UserInputError(
-            "The visibility timeout is seconds a silent worker keeps its batch: more than 0."
+            "The visibility timeout is seconds a silent worker keeps its batch: more than 0, at most a day."
         )
     options = WorkerOptions(
         url=url,
