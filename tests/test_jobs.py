@@ -589,3 +589,31 @@ async def test_a_job_ends_when_its_track_is_finished_not_when_its_whole_batch_is
         (encoded,) = await slow.result()
     assert [set(call["prompts"]) for call in read_log(tmp_path / "calls")] == [{"quick", "slow"}]
     assert encoded.encoded.format == "mp3" and encoded.duration == pytest.approx(120.0)
+
+
+async def test_tracks_are_encoded_below_the_event_loops_priority(tmp_path):
+    # the encoder a finishing thread starts inherits that thread's niceness: on a busy machine the
+    # event loop (the bot's gateway, a worker's Redis reads and writes) goes first
+    import psutil
+
+    from engine.broker.execute import FINISHING_NICENESS
+
+    me = psutil.Process()
+    encoder_niceness: set[int] = set()
+    async with sleepy_engine(tmp_path / "calls", devices=["cpu"]) as engine:
+        job = await engine.submit(
+            JobRequest(user_id="a", spec=spec("long", 1.0), finishing=Finishing(format="mp3", duration=300.0))
+        )
+        while not job.done():
+            for child in me.children(recursive=True):
+                try:
+                    if "ffmpeg" in child.name():
+                        encoder_niceness.add(child.nice())
+                except psutil.NoSuchProcess:
+                    pass
+            await asyncio.sleep(0.005)
+        (track,) = await job.result()
+    assert track.encoded.format == "mp3"
+    assert encoder_niceness == {min(19, me.nice() + FINISHING_NICENESS)}
+    # the loop's own thread is untouched
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == me.nice()

@@ -7,8 +7,10 @@ batch behaves the same wherever it runs. Errors arrive classified from ``engine.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
+import threading
 from collections.abc import Awaitable, Callable
 
 from engine.broker.base import TERMINAL_OUTCOMES, BatchItem, BatchProgress, Outcome, Settled, Wanted, failure
@@ -30,6 +32,33 @@ def finishing_concurrency() -> int:
     one ffmpeg process), at most 8, and one at a time on a small machine that also runs the bot."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
     return max(1, min(8, cores // 2))
+
+
+# Finishing is bulk work: its threads (and the ffmpeg each encode starts, which inherits the
+# thread's niceness on Linux) run this much below the event loop, so on a busy machine the loop's
+# reads, result writes and heartbeats, and the model process feeding the device, come first.
+FINISHING_NICENESS = 10
+_finishing_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_finishing_lock = threading.Lock()
+
+
+def _lower_own_priority() -> None:
+    try:  # per thread on Linux: PRIO_PROCESS with a thread id changes only that thread
+        me = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + FINISHING_NICENESS))
+    except (AttributeError, OSError):  # no per-thread niceness here: finish at normal priority
+        pass
+
+
+def finishing_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that finish and encode tracks, below the event loop's priority."""
+    global _finishing_pool
+    with _finishing_lock:
+        if _finishing_pool is None:
+            _finishing_pool = concurrent.futures.ThreadPoolExecutor(
+                8, thread_name_prefix="textunes-finish", initializer=_lower_own_priority
+            )
+        return _finishing_pool
 
 
 def build_call(items: list[BatchItem]) -> Call:
@@ -200,7 +229,8 @@ async def finished(item: BatchItem, tracks: list) -> Outcome:
         return [finish_and_encode(t, how.format, duration=how.duration, loop=how.loop) for t in tracks]
 
     try:
-        return Outcome("done", tracks=await asyncio.to_thread(run))
+        tracks = await asyncio.get_running_loop().run_in_executor(finishing_pool(), run)
+        return Outcome("done", tracks=tracks)
     except TexTuneSError as exc:  # the cause, if any, is the encoder's own words: for the detail only
         detail = f"{exc} {exc.__cause__ or ''}".strip()[-500:]
         return failure(f"The track was made but could not be finished: {exc}", "finish", detail)
