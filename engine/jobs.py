@@ -395,9 +395,17 @@ class JobEngine:
         self._running[id(slot)] = (slot, jobs)
         watchdog = asyncio.create_task(self._watch_deadlines(jobs))
         outcomes: dict[str, Outcome] = {}
+        record = self._record(slot, jobs)
+        freed = False
+
+        def device_free(clean: bool) -> None:  # its calls are over: the cost is the device's time
+            nonlocal freed
+            freed = True
+            self._sharing.ended(record, completed=clean)
+
         try:
             items = [BatchItem(j.job_id, j.request) for j in jobs]
-            outcomes = await slot.execute(items, progress, wanted, settled)
+            outcomes = await slot.execute(items, progress, wanted, settled, device_free)
         except asyncio.CancelledError:
             raise
         except Exception:  # a scheduler or broker bug must not leave jobs hanging
@@ -412,8 +420,9 @@ class JobEngine:
         finally:
             watchdog.cancel()
             self._running.pop(id(slot), None)
-        completed = len(outcomes) == len(jobs) and all(o.kind == "done" for o in outcomes.values())
-        self._sharing.ended(self._record(slot, jobs), completed=completed)
+        if not freed:  # an executor that does not say (a remote worker), or whose calls failed
+            completed = len(outcomes) == len(jobs) and all(o.kind == "done" for o in outcomes.values())
+            self._sharing.ended(record, completed=completed)
         self._apply(jobs, outcomes)
         self._broker.release(slot)
 

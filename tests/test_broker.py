@@ -200,6 +200,30 @@ async def test_a_remote_job_reaches_the_front_end_before_the_rest_of_its_batch_i
     assert await cluster.redis.xlen(f"{cluster.prefix}:batches") == 0  # the batch was acknowledged
 
 
+async def test_a_worker_takes_its_next_batch_while_the_last_ones_tracks_are_encoded(cluster):
+    # batches of one: the slow job's ten-minute mp3 (most of a second of encoding here) is made
+    # while the device runs the quick job's 0.3-s call, which used to wait for the encoder
+    from engine.job_types import Finishing
+
+    cluster.start("w1", base=0.3, per_row=0.0)
+    await cluster.ready(1)
+    slow_finish = Finishing(format="mp3", duration=600.0)
+    async with cluster.engine(max_batch=1) as engine:
+        slow = await engine.submit(
+            JobRequest(user_id="a", spec=spec("slow", 1.0), job_id="slow-2", finishing=slow_finish)
+        )
+        quick = await engine.submit(JobRequest(user_id="b", spec=spec("quick", 1.0), job_id="quick-2"))
+        (track,) = await asyncio.wait_for(quick.result(), 60)
+        assert track.spec.prompt == "quick" and not slow.done()  # the mp3 is still being encoded
+        (encoded,) = await asyncio.wait_for(slow.result(), 60)
+        timings = {t["job_id"]: t for t in engine._broker.timings}
+    calls = cluster.calls()
+    assert [c["prompts"] for c in calls] == [["slow"], ["quick"]]
+    assert calls[1]["t"] < timings["slow-2"]["finished"]  # the second call began before the mp3 was done
+    assert encoded.encoded.format == "mp3" and encoded.duration == pytest.approx(600.0)
+    assert await cluster.redis.xlen(f"{cluster.prefix}:batches") == 0  # both batches were acknowledged
+
+
 async def test_a_result_stays_in_redis_until_the_service_has_stored_it_then_its_entry_goes(cluster, store):
     # until the track is stored, a restarted front end may still adopt the result from its entry;
     # once stored, nobody reads the entry, and deleting it lets Redis reuse its memory

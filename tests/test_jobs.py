@@ -617,3 +617,27 @@ async def test_tracks_are_encoded_below_the_event_loops_priority(tmp_path):
     assert encoder_niceness == {min(19, me.nice() + FINISHING_NICENESS)}
     # the loop's own thread is untouched
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == me.nice()
+
+
+async def test_the_device_makes_the_next_batch_while_the_last_ones_tracks_are_encoded(tmp_path):
+    # one device, batches of one: the slow job's ten-minute mp3 (most of a second of encoding
+    # here) is made beside the quick job's 0.2-s call, which used to wait for the encoder
+    from tests.sleepy_backend import read_log
+
+    slow_finish = Finishing(format="mp3", duration=600.0)
+    async with sleepy_engine(tmp_path / "calls", devices=["cpu"], max_batch=1) as engine:
+        slow = await engine.submit(JobRequest(user_id="a", spec=spec("slow", 1.0), finishing=slow_finish))
+        quick = await engine.submit(JobRequest(user_id="b", spec=spec("quick", 1.0)))
+        done = await next_to_finish(slow, quick)
+        assert done == "quick" and not slow.done()  # the quick job came first, the mp3 is still encoding
+        (encoded,) = await slow.result()
+    assert [call["prompts"] for call in read_log(tmp_path / "calls")] == [["slow"], ["quick"]]
+    assert encoded.encoded.format == "mp3" and encoded.duration == pytest.approx(600.0)
+
+
+async def next_to_finish(*handles) -> str:
+    """The prompt of whichever job finishes first."""
+    waits = {asyncio.ensure_future(h.result()): h for h in handles}
+    finished, _pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    (track,) = await next(iter(finished))
+    return track.spec.prompt

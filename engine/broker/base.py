@@ -54,6 +54,10 @@ Wanted = Callable[[str], bool]
 # the rest of its batch is finished: its user need not wait for the other jobs' encoding
 Settled = Callable[[str, Outcome], None]
 
+# device_free(clean): the batch's model calls are over (clean: each made its tracks) and its
+# executor can take the next batch; its tracks may still be being finished and encoded
+DeviceFree = Callable[[bool], None]
+
 TERMINAL_OUTCOMES = ("done", "failed")  # the outcomes that end a job; the others put it back or drop it
 
 
@@ -64,7 +68,12 @@ class Slot(Protocol):
     max_batch: int
 
     async def execute(
-        self, items: list[BatchItem], progress: BatchProgress, wanted: Wanted, settled: Settled | None = None
+        self,
+        items: list[BatchItem],
+        progress: BatchProgress,
+        wanted: Wanted,
+        settled: Settled | None = None,
+        device_free: DeviceFree | None = None,
     ) -> dict[str, Outcome]: ...
 
     def unwanted(self, job_ids: list[str]) -> None:

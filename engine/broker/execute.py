@@ -13,7 +13,16 @@ import os
 import threading
 from collections.abc import Awaitable, Callable
 
-from engine.broker.base import TERMINAL_OUTCOMES, BatchItem, BatchProgress, Outcome, Settled, Wanted, failure
+from engine.broker.base import (
+    TERMINAL_OUTCOMES,
+    BatchItem,
+    BatchProgress,
+    DeviceFree,
+    Outcome,
+    Settled,
+    Wanted,
+    failure,
+)
 from engine.generation.base import GenerationCancelled
 from engine.worker import Call, ModelError, OutOfMemory, WorkerCrashed
 
@@ -72,7 +81,9 @@ class BatchRun:
     """One batch on one worker. ``live`` is the job ids of the call now running (for aborts).
 
     Each job's final outcome goes to ``settled`` as soon as its tracks are finished and encoded,
-    so the first job of a batch is not held back by the others' encoding."""
+    so the first job of a batch is not held back by the others' encoding. ``device_free`` is
+    called once the batch's last model call is over (unless the model process died on it): the
+    device can take the next batch while this one's tracks are still being finished."""
 
     def __init__(
         self,
@@ -84,6 +95,7 @@ class BatchRun:
         restart: Restart | None = None,
         stats: dict | None = None,
         settled: Settled | None = None,
+        device_free: DeviceFree | None = None,
     ) -> None:
         self.worker = worker
         self.items = items
@@ -95,6 +107,8 @@ class BatchRun:
         self.outcomes: dict[str, Outcome] = {}
         self.live: list[str] = []
         self.crashed: str | None = None  # why the worker crashed during this batch, if it did
+        self.device_free = device_free
+        self._finishing: list[asyncio.Task] = []  # each call's tracks being finished and encoded
 
     def _count(self, key: str, n: int = 1) -> None:
         self.stats[key] = self.stats.get(key, 0) + n
@@ -104,8 +118,14 @@ class BatchRun:
         crashed and could not be restarted."""
         try:
             await self._run_split(self.items)
+            if self.crashed is None and self.device_free is not None:
+                # clean: no call failed, split or was interrupted (its time says what a batch costs)
+                self.device_free(all(o.kind == "done" for o in self.outcomes.values()))
+            await asyncio.gather(*self._finishing)
         finally:
             self.live = []
+            for task in self._finishing:  # cancelled, or a call raised: finish nothing more
+                task.cancel()
         for item in self.items:
             self.outcomes.setdefault(item.job_id, Outcome("dropped"))
         return self.outcomes
@@ -199,7 +219,9 @@ class BatchRun:
                     ),
                 )
             return
-        await self._finish_each(live, tracks)
+        # finished off the device's path: the next call (an OOM split's other half, or the next
+        # batch once ``device_free`` is called) runs meanwhile
+        self._finishing.append(asyncio.create_task(self._finish_each(live, tracks)))
 
     async def _finish_each(self, live: list[BatchItem], tracks: list) -> None:
         """Finish and encode each job's tracks, a few at once, settling each job when it is ready."""

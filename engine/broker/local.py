@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from engine import metrics
-from engine.broker.base import BatchItem, BatchProgress, Outcome, Settled, Wanted
+from engine.broker.base import BatchItem, BatchProgress, DeviceFree, Outcome, Settled, Wanted
 from engine.broker.execute import BatchRun, WorkerLost
 from engine.generation.base import MusicBackend
 from engine.worker import ProcessWorker, ThreadWorker
@@ -105,20 +105,41 @@ async def restart_with_backoff(worker, why: str, *, stats: dict, stopping=lambda
 
 
 class LocalSlot:
-    """A device worker of this process, ready for one batch."""
+    """One batch's lease of a device worker of this process. The worker goes back to the idle
+    ones as soon as the batch's model calls are over, so it makes the next batch while this
+    one's tracks are finished and encoded; ``release`` gives it back if that has not happened."""
 
     def __init__(self, broker: InProcessBroker, worker, index: int) -> None:
         self.broker = broker
         self.worker = worker
+        self.index = index
         self.name = f"{worker.device}#{index}"  # unique: several workers may share a device
         self.max_batch = max(1, min(broker.config.max_batch, worker.info.max_batch if worker.info else 8))
         self.lost = False
+        self.returned = False
         self._run: BatchRun | None = None
 
+    def give_back(self) -> None:
+        """The device is free: hand it out again (once per lease)."""
+        if not self.returned:
+            self.returned = True
+            self.broker.device_free(self)
+
     async def execute(
-        self, items: list[BatchItem], progress: BatchProgress, wanted: Wanted, settled: Settled | None = None
+        self,
+        items: list[BatchItem],
+        progress: BatchProgress,
+        wanted: Wanted,
+        settled: Settled | None = None,
+        device_free: DeviceFree | None = None,
     ) -> dict[str, Outcome]:
         broker = self.broker
+
+        def free(clean: bool) -> None:
+            if device_free is not None:  # the scheduler hears it first: the next batch is formed for it
+                device_free(clean)
+            self.give_back()
+
         restart = functools.partial(
             restart_with_backoff, stats=broker.stats, stopping=lambda: broker.stopping
         )
@@ -130,6 +151,7 @@ class LocalSlot:
             restart=restart,
             stats=broker.stats,
             settled=settled,
+            device_free=free,
         )
         self._run = run
         try:
@@ -169,7 +191,7 @@ class InProcessBroker:
             self.workers.clear()
             raise
         for index, worker in enumerate(self.workers):
-            self._idle.put_nowait(LocalSlot(self, worker, index))
+            self._idle.put_nowait(LocalSlot(self, worker, index))  # a fresh lease per batch after this
         metrics.WORKERS.set(len(self.workers))
 
     def closing(self) -> None:
@@ -192,14 +214,18 @@ class InProcessBroker:
 
     def release(self, slot: LocalSlot) -> None:
         if slot.lost:
+            slot.returned = True
             if slot.worker in self.workers:
                 self.workers.remove(slot.worker)
             metrics.WORKERS.set(len(self.workers))
             if not self.workers:
                 self._idle.put_nowait(None)  # wake the dispatcher: nothing will ever serve again
             return
-        if not self.stopping:
-            self._idle.put_nowait(slot)
+        slot.give_back()
+
+    def device_free(self, slot: LocalSlot) -> None:
+        if not self.stopping and slot.worker in self.workers:
+            self._idle.put_nowait(LocalSlot(self, slot.worker, slot.index))
 
     def available(self) -> bool:
         return bool(self.workers) and not self.stopping

@@ -27,6 +27,7 @@ from engine.broker.base import (
     TERMINAL_OUTCOMES,
     BatchItem,
     BatchProgress,
+    DeviceFree,
     Outcome,
     Settled,
     Wanted,
@@ -87,8 +88,14 @@ class RedisSlot:
         self.raw = b""  # the token as popped, to give back if unused
 
     async def execute(
-        self, items: list[BatchItem], progress: BatchProgress, wanted: Wanted, settled: Settled | None = None
+        self,
+        items: list[BatchItem],
+        progress: BatchProgress,
+        wanted: Wanted,
+        settled: Settled | None = None,
+        device_free: DeviceFree | None = None,
     ) -> dict[str, Outcome]:
+        """``device_free`` is not called: the worker's next readiness token says it is free."""
         b = self.broker
         self.used = True
         batch_id = uuid.uuid4().hex[:16]

@@ -79,9 +79,10 @@ class RemoteWorker:
         self.stats: dict = {}
         self._token: bytes | None = None
         self._token_frontend: bytes | None = None
-        self._current: str | None = None  # stream id of the batch being run
-        self._run: BatchRun | None = None
-        self._cancelled: set[str] = set()
+        # the batches in hand by stream id: one on the device, and one whose tracks are still
+        # being finished while the device makes the next (their claims are kept alive)
+        self._in_hand: dict[str, _BatchResults] = {}
+        self._handling: set[asyncio.Task] = set()
         self._recent_cancels: OrderedDict[str, None] = OrderedDict()
         self._stopping = False
         self._sends: set[asyncio.Task] = set()
@@ -186,16 +187,15 @@ class RemoteWorker:
             await asyncio.sleep(self.heartbeat)
             try:
                 await self._beat()
-                entry = self._current
-                if entry is not None:
+                for entry, results in list(self._in_hand.items()):
                     kept = await self._refresh(
                         keys=[self.keys.batches], args=[WORKERS_GROUP, entry, self.name]
                     )
-                    if kept == -1 and self._current == entry and self._run is not None:
+                    if kept == -1 and self._in_hand.get(entry) is results and results.run is not None:
                         # someone else finished and acknowledged this batch: stop working on it
                         log.warning("batch %s was finished by another worker; aborting ours", entry)
-                        self._cancelled.update(i.job_id for i in self._run.items)
-                        self._run.abort_if_unwanted()
+                        results.cancelled.update(i.job_id for i in results.run.items)
+                        results.run.abort_if_unwanted()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -219,16 +219,44 @@ class RemoteWorker:
     # -- serving -------------------------------------------------------------------------------
 
     async def _serve(self) -> None:
-        while not self.draining:
-            try:
-                entries, fresh = await self._next_entries()
+        """Take a batch whenever the device is free: the next one runs while the last one's tracks
+        are finished and encoded (at most one batch behind, so finishing never falls far back)."""
+        try:
+            while not self.draining:
+                while len(self._handling) > 1:
+                    await asyncio.wait(self._handling, return_when=asyncio.FIRST_COMPLETED)
+                try:
+                    entries, fresh = await self._next_entries()
+                except (RedisError, OSError) as exc:
+                    log.error("worker %s lost Redis (%s); retrying in 1 s", self.name, exc)
+                    await asyncio.sleep(1.0)
+                    continue
                 for entry_id, fields in entries:
-                    await self._handle(entry_id.decode(), fields, fresh=fresh)
-            except (RedisError, OSError) as exc:
-                # Redis restarting: an unfinished batch stays pending and is reclaimed after the
-                # visibility timeout (by us or another worker)
-                log.error("worker %s lost Redis (%s); retrying in 1 s", self.name, exc)
-                await asyncio.sleep(1.0)
+                    device_free = asyncio.Event()
+                    task = asyncio.create_task(
+                        self._handle_logged(entry_id.decode(), fields, fresh, device_free)
+                    )
+                    self._handling.add(task)
+                    task.add_done_callback(self._handling.discard)
+                    await device_free.wait()  # set at the latest when the task ends
+        finally:
+            if self._handling:  # draining (or stopping): what is in hand is finished first
+                await asyncio.wait(self._handling)
+
+    async def _handle_logged(
+        self, entry_id: str, fields: dict, fresh: bool, device_free: asyncio.Event
+    ) -> None:
+        try:
+            await self._handle(entry_id, fields, fresh=fresh, device_free=device_free)
+        except (RedisError, OSError) as exc:
+            # Redis restarting: an unfinished batch stays pending and is reclaimed after the
+            # visibility timeout (by us or another worker)
+            log.error("worker %s lost Redis during batch %s (%s)", self.name, entry_id, exc)
+        except Exception:
+            log.exception("worker %s failed on batch %s; it stays pending for a retry", self.name, entry_id)
+        finally:
+            device_free.set()
+            self._in_hand.pop(entry_id, None)
 
     async def _next_entries(self) -> tuple[list, bool]:
         """A silent worker's batch past the visibility timeout, else one new batch (after saying we
@@ -259,8 +287,11 @@ class RemoteWorker:
         pending = await self.redis.xpending_range(self.keys.batches, WORKERS_GROUP, entry_id, entry_id, 1)
         return int(pending[0]["times_delivered"]) if pending else 0
 
-    async def _handle(self, entry_id: str, fields: dict, *, fresh: bool = False) -> None:
-        """Run one batch entry; ``fresh``: first delivery (read with ">"), so no XPENDING round trip."""
+    async def _handle(
+        self, entry_id: str, fields: dict, *, fresh: bool = False, device_free: asyncio.Event | None = None
+    ) -> None:
+        """Run one batch entry; ``fresh``: first delivery (read with ">"), so no XPENDING round trip;
+        ``device_free`` is set once its model calls are over."""
         try:
             head, items = decode_batch(fields)
         except WireError as exc:
@@ -270,6 +301,7 @@ class RemoteWorker:
             await self.redis.xdel(self.keys.batches, entry_id)
             return
         results = _BatchResults(self, entry_id, head)
+        self._in_hand[entry_id] = results
         while True:
             deliveries = 1 if fresh else await self._deliveries(entry_id)
             fresh = False
@@ -283,7 +315,7 @@ class RemoteWorker:
             if not items:
                 await results.finish()
                 return
-            crashed = await self._run_batch(results, items)
+            crashed = await self._run_batch(results, items, device_free)
             if crashed is None:
                 return
             # our model process died on this batch: restart it and count that as a delivery
@@ -299,13 +331,17 @@ class RemoteWorker:
             if not again or not again[0][1]:
                 return
 
-    async def _run_batch(self, results: _BatchResults, items: list[BatchItem]) -> str | None:
+    async def _run_batch(
+        self, results: _BatchResults, items: list[BatchItem], device_free: asyncio.Event | None = None
+    ) -> str | None:
         """Run and report one batch (each job's result goes out as soon as it is final); the crash
         reason if our model process died (the batch then stays unacknowledged)."""
         ids = [i.job_id for i in items]
         results.timing["received"] = time.time()
         flags = await self.redis.mget([self.keys.cancel(j) for j in ids])
-        self._cancelled = {j for j, flag in zip(ids, flags, strict=True) if flag or j in self._recent_cancels}
+        results.cancelled = {
+            j for j, flag in zip(ids, flags, strict=True) if flag or j in self._recent_cancels
+        }
 
         last_sent = -PROGRESS_EVERY
 
@@ -321,18 +357,19 @@ class RemoteWorker:
             self.device_worker,
             items,
             progress=progress,
-            wanted=self.wanted,
+            wanted=results.wanted,
             stats=self.stats,
             settled=results.add,
+            device_free=(lambda _clean: device_free.set()) if device_free is not None else None,
         )
-        self._current, self._run = results.entry_id, run
-        watcher = asyncio.create_task(self._watch_cancels(ids, run))
+        results.run = run
+        watcher = asyncio.create_task(self._watch_cancels(ids, results))
         results.started = time.monotonic()
         try:
             outcomes = await run.run()
         finally:
             watcher.cancel()
-            self._current, self._run = None, None
+            results.run = None
         metrics.WORKER_BATCH_SECONDS.observe(time.monotonic() - results.started)
         if run.crashed is not None:
             await results.flush()
@@ -402,10 +439,6 @@ class RemoteWorker:
         for job_id in lost:
             log.info("job %s already has a result from another worker; ours is dropped", job_id)
 
-    def wanted(self, job_id: str) -> bool:
-        """False once the job was cancelled (or finished by another worker)."""
-        return job_id not in self._cancelled
-
     async def _listen_cancels(self) -> None:
         """Cancels as the front end publishes them: a running call nobody wants stops at once."""
         while not self._stopping:
@@ -433,13 +466,13 @@ class RemoteWorker:
             self._recent_cancels[job_id] = None
         while len(self._recent_cancels) > RECENT_CANCELS:
             self._recent_cancels.popitem(last=False)
-        run = self._run
-        if run is not None:
-            mine = {i.job_id for i in run.items}
-            self._cancelled.update(j for j in job_ids if j in mine)
-            run.abort_if_unwanted()
+        for results in list(self._in_hand.values()):
+            if results.run is not None:
+                mine = {i.job_id for i in results.run.items}
+                results.cancelled.update(j for j in job_ids if j in mine)
+                results.run.abort_if_unwanted()
 
-    async def _watch_cancels(self, ids: list[str], run: BatchRun) -> None:
+    async def _watch_cancels(self, ids: list[str], results: _BatchResults) -> None:
         """The cancel keys, checked while the batch runs (a message may have been missed): abort
         the call once nobody wants it."""
         while True:
@@ -449,8 +482,9 @@ class RemoteWorker:
             except Exception as exc:
                 log.error("cancel check failed: %s", exc)
                 continue
-            self._cancelled.update(j for j, flag in zip(ids, flags, strict=True) if flag)
-            run.abort_if_unwanted()
+            results.cancelled.update(j for j, flag in zip(ids, flags, strict=True) if flag)
+            if results.run is not None:
+                results.run.abort_if_unwanted()
 
     async def _dead_letter(self, results: _BatchResults, items: list[BatchItem], attempts: int) -> None:
         entry_id = results.entry_id
@@ -487,11 +521,17 @@ class _BatchResults:
         self._ready: list[tuple[str, Outcome, dict]] = []
         self._writing: asyncio.Task | None = None
         self._failed: Exception | None = None  # a write that failed: the batch must not be acked
+        self.run: BatchRun | None = None  # while its batch runs here
+        self.cancelled: set[str] = set()  # its jobs cancelled (or finished by another worker)
+
+    def wanted(self, job_id: str) -> bool:
+        """False once the job was cancelled (or finished by another worker)."""
+        return job_id not in self.cancelled
 
     def add(self, job_id: str, outcome: Outcome) -> None:
         if job_id in self.sent or outcome.kind == "dropped":
             return
-        if not self.worker.wanted(job_id) and outcome.kind != "done":
+        if not self.wanted(job_id) and outcome.kind != "done":
             return  # nobody waits for it (cancelled, or finished by another worker)
         self.sent.add(job_id)
         timing = dict(self.timing, ran=time.monotonic() - self.started, finished=time.time())
