@@ -33,7 +33,7 @@ import uuid
 
 from engine import metrics
 from engine.broker import make_broker
-from engine.broker.base import BatchItem, Outcome
+from engine.broker.base import BatchItem, DeviceFree, Outcome
 from engine.broker.local import resolve_devices
 from engine.errors import BackendUnavailable, UserInputError
 from engine.fair_queue import FairQueue
@@ -85,6 +85,8 @@ class JobEngine:
         self._seq = itertools.count(1)
         self._broker = None
         self._running: dict[int, tuple[object, list[_Job]]] = {}  # id(slot) -> (slot, its jobs)
+        # executor name -> its running batch's device_free and jobs, until its calls are known over
+        self._on_device: dict[str, tuple[DeviceFree, list[_Job]]] = {}
         self._sharing = TailSharing()
         self._tasks: set[asyncio.Task] = set()
         self._dispatcher: asyncio.Task | None = None
@@ -336,6 +338,9 @@ class JobEngine:
                 if not self._stopping and not self._broker.available():
                     self._fail_everything_unavailable()
                 return
+            if slot.name in self._on_device:  # ready again while results still come: its device is free
+                device_free, running = self._on_device[slot.name]
+                device_free(all(j.state in ("running", "done") for j in running))
             try:
                 jobs = await self._next_batch(slot)
             except asyncio.CancelledError:
@@ -400,8 +405,13 @@ class JobEngine:
 
         def device_free(clean: bool) -> None:  # its calls are over: the cost is the device's time
             nonlocal freed
-            freed = True
-            self._sharing.ended(record, completed=clean)
+            if self._on_device.get(slot.name, (None,))[0] is device_free:
+                del self._on_device[slot.name]
+            if not freed:
+                freed = True
+                self._sharing.ended(record, completed=clean)
+
+        self._on_device[slot.name] = (device_free, jobs)
 
         try:
             items = [BatchItem(j.job_id, j.request) for j in jobs]
@@ -420,6 +430,8 @@ class JobEngine:
         finally:
             watchdog.cancel()
             self._running.pop(id(slot), None)
+            if self._on_device.get(slot.name, (None,))[0] is device_free:
+                del self._on_device[slot.name]
         if not freed:  # an executor that does not say (a remote worker), or whose calls failed
             completed = len(outcomes) == len(jobs) and all(o.kind == "done" for o in outcomes.values())
             self._sharing.ended(record, completed=completed)
