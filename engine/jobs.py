@@ -26,6 +26,7 @@ Design (vLLM-like, at the granularity MusicGen allows):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import time
@@ -33,7 +34,7 @@ import uuid
 
 from engine import metrics
 from engine.broker import make_broker
-from engine.broker.base import BatchItem, DeviceFree, Outcome
+from engine.broker.base import BatchCallbacks, BatchItem, Outcome
 from engine.broker.local import resolve_devices
 from engine.errors import BackendUnavailable, UserInputError
 from engine.fair_queue import FairQueue
@@ -85,8 +86,6 @@ class JobEngine:
         self._seq = itertools.count(1)
         self._broker = None
         self._running: dict[int, tuple[object, list[_Job]]] = {}  # id(slot) -> (slot, its jobs)
-        # executor name -> its running batch's device_free and jobs, until its calls are known over
-        self._on_device: dict[str, tuple[DeviceFree, list[_Job]]] = {}
         self._sharing = TailSharing()
         self._tasks: set[asyncio.Task] = set()
         self._dispatcher: asyncio.Task | None = None
@@ -338,9 +337,6 @@ class JobEngine:
                 if not self._stopping and not self._broker.available():
                     self._fail_everything_unavailable()
                 return
-            if slot.name in self._on_device:  # ready again while results still come: its device is free
-                device_free, running = self._on_device[slot.name]
-                device_free(all(j.state in ("running", "done") for j in running))
             try:
                 jobs = await self._next_batch(slot)
             except asyncio.CancelledError:
@@ -374,7 +370,7 @@ class JobEngine:
             job.emit(JobEvent("started", position=0, percent=0.0))
         metrics.RUNNING_JOBS.set(sum(1 for j in self._jobs.values() if j.state == "running"))
 
-    def _batch_callbacks(self, jobs: list[_Job]):
+    def _batch_callbacks(self, jobs: list[_Job]) -> BatchCallbacks:
         """What an executor calls back while running ``jobs``: progress, wanted, settled."""
         by_id = {j.job_id: j for j in jobs}
 
@@ -393,10 +389,9 @@ class JobEngine:
             if job is not None:
                 self._apply_one(job, outcome)
 
-        return progress, wanted, settled
+        return BatchCallbacks(progress, wanted, settled)
 
     async def _execute(self, slot, jobs: list[_Job]) -> None:
-        progress, wanted, settled = self._batch_callbacks(jobs)
         self._running[id(slot)] = (slot, jobs)
         watchdog = asyncio.create_task(self._watch_deadlines(jobs))
         outcomes: dict[str, Outcome] = {}
@@ -405,17 +400,14 @@ class JobEngine:
 
         def device_free(clean: bool) -> None:  # its calls are over: the cost is the device's time
             nonlocal freed
-            if self._on_device.get(slot.name, (None,))[0] is device_free:
-                del self._on_device[slot.name]
             if not freed:
                 freed = True
                 self._sharing.ended(record, completed=clean)
 
-        self._on_device[slot.name] = (device_free, jobs)
-
         try:
             items = [BatchItem(j.job_id, j.request) for j in jobs]
-            outcomes = await slot.execute(items, progress, wanted, settled, device_free)
+            calls = dataclasses.replace(self._batch_callbacks(jobs), device_free=device_free)
+            outcomes = await slot.execute(items, calls)
         except asyncio.CancelledError:
             raise
         except Exception:  # a scheduler or broker bug must not leave jobs hanging
@@ -430,9 +422,7 @@ class JobEngine:
         finally:
             watchdog.cancel()
             self._running.pop(id(slot), None)
-            if self._on_device.get(slot.name, (None,))[0] is device_free:
-                del self._on_device[slot.name]
-        if not freed:  # an executor that does not say (a remote worker), or whose calls failed
+        if not freed:  # an executor that never said so (its calls failed, or it was lost)
             completed = len(outcomes) == len(jobs) and all(o.kind == "done" for o in outcomes.values())
             self._sharing.ended(record, completed=completed)
         self._apply(jobs, outcomes)
@@ -443,8 +433,8 @@ class JobEngine:
         self._running[id(adoption)] = (adoption, [job])
         watchdog = asyncio.create_task(self._watch_deadlines([job]))
         try:
-            progress, wanted, _settled = self._batch_callbacks([job])
-            outcome = await adoption.wait(wanted, progress)
+            calls = self._batch_callbacks([job])
+            outcome = await adoption.wait(calls.wanted, calls.progress)
         finally:
             watchdog.cancel()
             self._running.pop(id(adoption), None)

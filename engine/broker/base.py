@@ -58,6 +58,18 @@ Settled = Callable[[str, Outcome], None]
 # executor can take the next batch; its tracks may still be being finished and encoded
 DeviceFree = Callable[[bool], None]
 
+
+@dataclass(frozen=True)
+class BatchCallbacks:
+    """What a running batch tells the scheduler: progress, whether a job is still wanted, each
+    job's final outcome at once, and when its device is free."""
+
+    progress: BatchProgress
+    wanted: Wanted
+    settled: Settled | None = None
+    device_free: DeviceFree | None = None
+
+
 TERMINAL_OUTCOMES = ("done", "failed")  # the outcomes that end a job; the others put it back or drop it
 
 
@@ -67,14 +79,7 @@ class Slot(Protocol):
     name: str
     max_batch: int
 
-    async def execute(
-        self,
-        items: list[BatchItem],
-        progress: BatchProgress,
-        wanted: Wanted,
-        settled: Settled | None = None,
-        device_free: DeviceFree | None = None,
-    ) -> dict[str, Outcome]: ...
+    async def execute(self, items: list[BatchItem], calls: BatchCallbacks) -> dict[str, Outcome]: ...
 
     def unwanted(self, job_ids: list[str]) -> None:
         """Some jobs of the running batch are no longer wanted: stop the call if none is."""

@@ -13,16 +13,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable
 
-from engine.broker.base import (
-    TERMINAL_OUTCOMES,
-    BatchItem,
-    BatchProgress,
-    DeviceFree,
-    Outcome,
-    Settled,
-    Wanted,
-    failure,
-)
+from engine.broker.base import TERMINAL_OUTCOMES, BatchCallbacks, BatchItem, Outcome, failure
 from engine.generation.base import GenerationCancelled
 from engine.worker import Call, ModelError, OutOfMemory, WorkerCrashed
 
@@ -89,25 +80,19 @@ class BatchRun:
         self,
         worker,
         items: list[BatchItem],
+        calls: BatchCallbacks,
         *,
-        progress: BatchProgress,
-        wanted: Wanted,
         restart: Restart | None = None,
         stats: dict | None = None,
-        settled: Settled | None = None,
-        device_free: DeviceFree | None = None,
     ) -> None:
         self.worker = worker
         self.items = items
-        self.progress = progress
-        self.wanted = wanted
+        self.calls = calls
         self.restart = restart
         self.stats = stats if stats is not None else {}
-        self.settled = settled
         self.outcomes: dict[str, Outcome] = {}
         self.live: list[str] = []
         self.crashed: str | None = None  # why the worker crashed during this batch, if it did
-        self.device_free = device_free
         self._finishing: list[asyncio.Task] = []  # each call's tracks being finished and encoded
 
     def _count(self, key: str, n: int = 1) -> None:
@@ -118,9 +103,9 @@ class BatchRun:
         crashed and could not be restarted."""
         try:
             await self._run_split(self.items)
-            if self.crashed is None and self.device_free is not None:
+            if self.crashed is None and self.calls.device_free is not None:
                 # clean: no call failed, split or was interrupted (its time says what a batch costs)
-                self.device_free(all(o.kind == "done" for o in self.outcomes.values()))
+                self.calls.device_free(all(o.kind == "done" for o in self.outcomes.values()))
             await asyncio.gather(*self._finishing)
         finally:
             self.live = []
@@ -132,16 +117,16 @@ class BatchRun:
 
     def _set(self, job_id: str, outcome: Outcome) -> None:
         self.outcomes[job_id] = outcome
-        if self.settled is not None and outcome.kind in TERMINAL_OUTCOMES:
-            self.settled(job_id, outcome)
+        if self.calls.settled is not None and outcome.kind in TERMINAL_OUTCOMES:
+            self.calls.settled(job_id, outcome)
 
     def abort_if_unwanted(self) -> None:
         """Stop the running call when no job in it is wanted any more."""
-        if self.live and not any(self.wanted(j) for j in self.live):
+        if self.live and not any(self.calls.wanted(j) for j in self.live):
             self.worker.abort()
 
     async def _run_split(self, items: list[BatchItem]) -> None:
-        live = [i for i in items if self.wanted(i.job_id)]
+        live = [i for i in items if self.calls.wanted(i.job_id)]
         if not live:
             return
         call = build_call(live)
@@ -152,7 +137,7 @@ class BatchRun:
 
         def on_progress(done: int, total: int) -> None:  # event-loop thread
             percent = round(100.0 * done / total, 1) if total else 0.0
-            self.progress([j for j in ids if self.wanted(j)], percent)
+            self.calls.progress([j for j in ids if self.calls.wanted(j)], percent)
 
         try:
             tracks = await self.worker.run(call, on_progress)
@@ -180,14 +165,14 @@ class BatchRun:
         except GenerationCancelled:
             # calls are aborted only when nobody wants them; a job still wanted was interrupted
             for item in live:
-                if self.wanted(item.job_id):
+                if self.calls.wanted(item.job_id):
                     self.outcomes[item.job_id] = Outcome("retry", detail="the generation was interrupted")
             return
         except WorkerCrashed as exc:
             log.error("worker on %s crashed: %s; restarting it", self.worker.device, exc)
             self.crashed = str(exc)
             for item in live:
-                if self.wanted(item.job_id):
+                if self.calls.wanted(item.job_id):
                     self.outcomes[item.job_id] = Outcome("retry", detail=str(exc))
             if self.restart is not None:
                 await self.restart(self.worker, str(exc))
@@ -229,7 +214,7 @@ class BatchRun:
 
         async def one(item: BatchItem, mine: list) -> None:
             async with gate:
-                if self.wanted(item.job_id):  # a job cancelled mid-batch just drops its tracks
+                if self.calls.wanted(item.job_id):  # a job cancelled mid-batch just drops its tracks
                     self._set(item.job_id, await finished(item, mine))
 
         at, work = 0, []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import os
@@ -11,7 +12,7 @@ import subprocess
 import sys
 
 from engine import metrics
-from engine.broker.base import BatchItem, BatchProgress, DeviceFree, Outcome, Settled, Wanted
+from engine.broker.base import BatchCallbacks, BatchItem, Outcome
 from engine.broker.execute import BatchRun, WorkerLost
 from engine.generation.base import MusicBackend
 from engine.worker import ProcessWorker, ThreadWorker
@@ -125,19 +126,12 @@ class LocalSlot:
             self.returned = True
             self.broker.device_free(self)
 
-    async def execute(
-        self,
-        items: list[BatchItem],
-        progress: BatchProgress,
-        wanted: Wanted,
-        settled: Settled | None = None,
-        device_free: DeviceFree | None = None,
-    ) -> dict[str, Outcome]:
+    async def execute(self, items: list[BatchItem], calls: BatchCallbacks) -> dict[str, Outcome]:
         broker = self.broker
 
         def free(clean: bool) -> None:
-            if device_free is not None:  # the scheduler hears it first: the next batch is formed for it
-                device_free(clean)
+            if calls.device_free is not None:  # the scheduler hears it first: the next batch is formed for it
+                calls.device_free(clean)
             self.give_back()
 
         restart = functools.partial(
@@ -146,12 +140,9 @@ class LocalSlot:
         run = BatchRun(
             self.worker,
             items,
-            progress=progress,
-            wanted=wanted,
+            dataclasses.replace(calls, device_free=free),
             restart=restart,
             stats=broker.stats,
-            settled=settled,
-            device_free=free,
         )
         self._run = run
         try:

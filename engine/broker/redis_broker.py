@@ -18,6 +18,7 @@ import socket
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -25,9 +26,9 @@ from redis.exceptions import ResponseError
 from engine import metrics
 from engine.broker.base import (
     TERMINAL_OUTCOMES,
+    BatchCallbacks,
     BatchItem,
     BatchProgress,
-    DeviceFree,
     Outcome,
     Settled,
     Wanted,
@@ -87,19 +88,19 @@ class RedisSlot:
         self.used = False
         self.raw = b""  # the token as popped, to give back if unused
 
-    async def execute(
-        self,
-        items: list[BatchItem],
-        progress: BatchProgress,
-        wanted: Wanted,
-        settled: Settled | None = None,
-        device_free: DeviceFree | None = None,
-    ) -> dict[str, Outcome]:
-        """``device_free`` is not called: the worker's next readiness token says it is free."""
+    async def execute(self, items: list[BatchItem], calls: BatchCallbacks) -> dict[str, Outcome]:
+        """``calls.device_free`` is called when this worker is ready again while results still
+        come (it reads its next batch once its model calls are over)."""
         b = self.broker
         self.used = True
         batch_id = uuid.uuid4().hex[:16]
-        futures = {item.job_id: b.expect(item.job_id, progress) for item in items}
+        futures = {item.job_id: b.expect(item.job_id, calls.progress) for item in items}
+
+        def ready_again() -> None:  # clean: no result so far is anything but a track
+            if calls.device_free is not None:
+                calls.device_free(all(not f.done() or f.result().kind == "done" for f in futures.values()))
+
+        b._busy[self.name] = ready_again
         fields = encode_batch(batch_id, items)
         try:
             entry_id = (await b.redis.xadd(b.keys.batches, fields)).decode()
@@ -107,8 +108,10 @@ class RedisSlot:
             b.stats["batched_jobs"] += len(items)
             where = json.dumps({"batch": batch_id, "entry": entry_id})
             await b.redis.hset(b.keys.inflight, mapping={item.job_id: where for item in items})
-            return await b.collect(futures, wanted, settled)
+            return await b.collect(futures, calls.wanted, calls.settled)
         finally:
+            if b._busy.get(self.name) is ready_again:
+                del b._busy[self.name]
             for job_id, fut in futures.items():
                 b.forget(job_id, fut)
 
@@ -159,6 +162,7 @@ class RedisBroker:
         self._tasks: list[asyncio.Task] = []
         self._held: bytes | None = None  # a readiness token popped, not yet turned into a slot
         self._lent: RedisSlot | None = None  # the last slot handed out (given back if unused at stop)
+        self._busy: dict[str, Callable[[], None]] = {}  # worker -> its running batch's "ready again"
         self._pending_sends: set[asyncio.Task] = set()
         self.stopping = False
 
@@ -224,6 +228,9 @@ class RedisBroker:
                 continue
             slot = RedisSlot(self, token)
             slot.raw, self._held, self._lent = self._held, None, slot
+            ready_again = self._busy.pop(slot.name, None)
+            if ready_again is not None:  # its last batch's calls are over (its files may still come)
+                ready_again()
             return slot
         return None
 

@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from engine import metrics
-from engine.broker.base import TERMINAL_OUTCOMES, BatchItem, Outcome, failure, gave_up
+from engine.broker.base import TERMINAL_OUTCOMES, BatchCallbacks, BatchItem, Outcome, failure, gave_up
 from engine.broker.execute import BatchRun, WorkerLost
 from engine.broker.local import restart_with_backoff
 from engine.broker.redis_broker import ensure_groups, redacted
@@ -356,11 +356,13 @@ class RemoteWorker:
         run = BatchRun(
             self.device_worker,
             items,
-            progress=progress,
-            wanted=results.wanted,
+            BatchCallbacks(
+                progress,
+                results.wanted,
+                settled=results.add,
+                device_free=(lambda _clean: device_free.set()) if device_free is not None else None,
+            ),
             stats=self.stats,
-            settled=results.add,
-            device_free=(lambda _clean: device_free.set()) if device_free is not None else None,
         )
         results.run = run
         watcher = asyncio.create_task(self._watch_cancels(ids, results))
