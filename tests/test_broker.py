@@ -224,6 +224,32 @@ async def test_a_worker_takes_its_next_batch_while_the_last_ones_tracks_are_enco
     assert await cluster.redis.xlen(f"{cluster.prefix}:batches") == 0  # both batches were acknowledged
 
 
+async def test_a_remote_batch_costs_its_devices_time_not_its_encoders(cluster):
+    # the worker is ready again once its model calls are over: from then on the scheduler's
+    # batch-cost model (tail sharing) stops the clock, though the files (ten minutes of mp3 each,
+    # most of a second of encoding here) are still being made; it used to count until the last
+    from engine.job_types import Finishing, duration_bucket
+
+    cluster.start("w1", base=0.2, per_row=0.2)
+    await cluster.ready(1)
+    slow = Finishing(format="mp3", duration=600.0)
+    async with cluster.engine(max_batch=2) as engine:
+        one = await engine.submit(JobRequest(user_id="a", spec=spec("one", 1.0), finishing=slow))
+        await asyncio.wait_for(one.result(), 60)
+        two = [await engine.submit(JobRequest(user_id=u, spec=spec(u, 1.0), finishing=slow)) for u in "bc"]
+        deadline = time.monotonic() + 30
+        bucket = duration_bucket(1.0)
+        while (estimate := engine._sharing.cost.estimate(bucket)) is None:  # a batch of 2 was timed
+            assert time.monotonic() < deadline, "the two-track batch was never timed"
+            await asyncio.sleep(0.02)
+        for handle in two:
+            await asyncio.wait_for(handle.result(), 60)
+    fixed, per_track = estimate
+    # the sleeping device: 0.2 s + 0.2 s per track; encoding would add ~0.8 s per track
+    assert per_track < 0.45 and fixed + per_track < 0.7, estimate
+    assert [sorted(c["prompts"]) for c in cluster.calls()] == [["one"], ["b", "c"]]
+
+
 async def test_a_result_stays_in_redis_until_the_service_has_stored_it_then_its_entry_goes(cluster, store):
     # until the track is stored, a restarted front end may still adopt the result from its entry;
     # once stored, nobody reads the entry, and deleting it lets Redis reuse its memory
