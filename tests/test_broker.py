@@ -725,3 +725,20 @@ def test_a_worker_refuses_a_visibility_timeout_redis_cannot_reclaim_after(capsys
     for bad in ("-1", "0", "nan"):  # it used to start and retry XAUTOCLAIM every second, forever
         assert main(["worker", "--broker", "redis://127.0.0.1:9/0", "--visibility-timeout", bad]) == 2
         assert "visibility timeout" in capsys.readouterr().err
+
+
+def test_a_worker_that_cannot_reach_its_broker_says_so_without_its_password(capsys):
+    import socket
+
+    from textunes.cli import main
+
+    with socket.socket() as s:  # a local port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"redis://bot:hunter2secret@127.0.0.1:{port}/0"
+    args = ["worker", "--broker", url, "--factory", "tests.sleepy_backend:make", "--isolation", "thread"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"Cannot reach the Redis broker at redis://***@127.0.0.1:{port}/0" in err
+    assert "is TEXTUNES_BROKER (or --broker) right?" in err
+    assert "hunter2secret" not in err and "unexpected" not in err

@@ -57,6 +57,17 @@ async def ensure_groups(r: aioredis.Redis, keys: Keys) -> None:
                 raise
 
 
+async def reach(r: aioredis.Redis, url: str) -> None:
+    """Ping the broker; a clear error (its password left out) when it cannot be reached."""
+    try:
+        await r.ping()
+    except Exception as exc:
+        raise BackendUnavailable(
+            f"Cannot reach the Redis broker at {redacted(url)} ({' '.join(str(exc).split())}). "
+            "Is redis-server running there, and is TEXTUNES_BROKER (or --broker) right?"
+        ) from exc
+
+
 def redacted(url: str) -> str:
     """The URL without its password, for messages and logs."""
     if "@" in url:
@@ -169,10 +180,7 @@ class RedisBroker:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        try:
-            await self.redis.ping()
-        except Exception as exc:
-            raise BackendUnavailable(f"Cannot reach the Redis broker at {redacted(self.url)}: {exc}") from exc
+        await reach(self.redis, self.url)
         await ensure_groups(self.redis, self.keys)
         await self._heartbeat_once()
         await self._drain_unacked_results()

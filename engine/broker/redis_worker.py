@@ -31,7 +31,7 @@ from engine import metrics
 from engine.broker.base import TERMINAL_OUTCOMES, BatchCallbacks, BatchItem, Outcome, failure, gave_up
 from engine.broker.execute import BatchRun, WorkerLost
 from engine.broker.local import restart_with_backoff
-from engine.broker.redis_broker import ensure_groups, redacted
+from engine.broker.redis_broker import ensure_groups, reach, redacted
 from engine.broker.wire import (
     REFRESH_CLAIM,
     WORKERS_GROUP,
@@ -107,7 +107,7 @@ class RemoteWorker:
                 loop.add_signal_handler(sig, self.drain)
             except (NotImplementedError, RuntimeError):
                 pass
-        await self.redis.ping()
+        await reach(self.redis, self.opt.url)
         await ensure_groups(self.redis, self.keys)
         self.device_worker = self._make_device_worker()
         await self.device_worker.start()
