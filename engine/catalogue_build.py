@@ -34,7 +34,12 @@ class SourceError(ValueError):
 
 
 def load_source(path: str | Path = DEFAULT_SOURCE) -> dict[str, Any]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:  # the reviewer's typo: say where, not a traceback
+        raise SourceError(
+            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from exc
 
 
 def default_text(en: str) -> str:

@@ -408,3 +408,12 @@ def test_cli_search_details_topics_and_check(capsys, tmp_path):
     db = tmp_path / "c.db"
     assert main(["categories", "build", "--db", str(db)]) == 0
     assert differences(DEFAULT_SOURCE, db) == []
+    capsys.readouterr()
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"genres": [,]}', encoding="utf-8")  # a reviewer's typo: one line, where it is
+    assert main(["categories", "build", "--source", str(broken), "--db", str(tmp_path / "b.db")]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"{broken} is not valid JSON: Expecting value at line 1, column 13" in err and "unexpected" not in err
+    )
+    assert not (tmp_path / "b.db").exists()

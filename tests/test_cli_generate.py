@@ -57,6 +57,22 @@ def test_a_bad_document_is_one_line_and_exit_status_2(
     assert not (tmp_path / "x.mp3").exists()
     assert main(["generate", "--from-text", str(tmp_path / "missing.txt")]) == 2
     assert "No such file" in capsys.readouterr().err
+    assert main(["generate", "--from-text", str(tmp_path)]) == 2  # it used to say "No such file"
+    assert f"{tmp_path} is a folder. Give one file inside it." in capsys.readouterr().err
+
+
+def test_from_text_refuses_the_options_it_would_drop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the document makes the prompt: a genre, mood, prompt or preset beside it used to be dropped silently
+    doc = str(FIXTURES / "happy_en.txt")
+    out = tmp_path / "x.mp3"
+    extra = ["--genre", "Lofi", "--mood", "Calm", "--prompt", "rain", "--preset", "focus", "--guild", "1"]
+    assert main(["generate", "--from-text", doc, *extra, "--backend", "arranger", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "drop --genre, --mood, --prompt, --preset" in err and not out.exists()
+    assert main(["generate", "--from-text", doc, "--mood", "Calm", "-o", str(out)]) == 2
+    assert "drop --mood (" in capsys.readouterr().err and not out.exists()
 
 
 def test_the_output_may_be_a_folder_or_an_upper_case_name_and_an_unwritable_one_fails_first(

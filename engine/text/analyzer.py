@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import UserInputError
+from engine.errors import existing_file
 from engine.spec import MusicSpec
 from engine.text.ingest import (
     DEFAULT_MAX_BYTES,
@@ -569,9 +569,7 @@ def read_file(
     path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES, max_chars: int = DEFAULT_MAX_CHARS
 ) -> Document:
     """Read a document from disk with the same checks as an upload (size checked before reading)."""
-    file = Path(path)
-    if not file.is_file():
-        raise UserInputError(f"No such file: {file}. Check the path.")
+    file = existing_file(path)
     size = file.stat().st_size
     if size > max_bytes:
         raise FileTooLarge(

@@ -106,12 +106,10 @@ def read_csv_rows(
     path: str | Path, column: str, title_column: str | None = None
 ) -> list[tuple[str, str | None]]:
     """Rows of a CSV (any common encoding, e.g. CP949 from Korean Excel) → (text, title) pairs."""
-    from engine.errors import UserInputError
+    from engine.errors import UserInputError, existing_file
     from engine.text.ingest import decode_text
 
-    file = Path(path)
-    if not file.is_file():
-        raise UserInputError(f"No such file: {file}. Check the path.")
+    file = existing_file(path)
     text, _ = decode_text(file.read_bytes(), file.name)
     reader = csv.DictReader(io.StringIO(text))
     columns = reader.fieldnames or []

@@ -87,11 +87,18 @@ def _request(args: argparse.Namespace):
     if args.samples < 1 or args.samples > MAX_SAMPLES:
         raise UserInputError(f"--samples must be between 1 and {MAX_SAMPLES}.")
     if args.from_text:
+        from engine.errors import existing_file
         from engine.text.ingest import check_upload
 
-        path = Path(args.from_text)
-        if not path.is_file():
-            raise UserInputError(f"No such file: {path}. Check the path.")
+        # the document makes the prompt: a genre, mood, prompt or preset beside it would be dropped
+        ignored = [flag for flag, value in (("--genre", args.genre), ("--mood", args.mood),
+                   ("--prompt", args.prompt), ("--preset", args.preset)) if value]  # fmt: skip
+        if ignored:
+            raise UserInputError(
+                f"--from-text makes its own prompt from the document; drop {', '.join(ignored)} "
+                "(--keyword, --instrument, --tempo and --duration still apply)."
+            )
+        path = existing_file(args.from_text)
         check_upload(path.name, path.stat().st_size, max_bytes=MAX_FILE_BYTES)  # before reading it
         return DocumentRequest(
             data=path.read_bytes(),
