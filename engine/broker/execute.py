@@ -103,14 +103,19 @@ class BatchRun:
         crashed and could not be restarted."""
         try:
             await self._run_split(self.items)
-            if self.crashed is None and self.calls.device_free is not None:
-                # clean: no call failed, split or was interrupted (its time says what a batch costs)
-                self.calls.device_free(all(o.kind == "done" for o in self.outcomes.values()))
-            await asyncio.gather(*self._finishing)
+        except asyncio.CancelledError:
+            for task in self._finishing:  # nobody waits for this batch any more
+                task.cancel()
+            raise
+        except BaseException:  # the worker was lost: tracks an earlier call made are still kept
+            await asyncio.gather(*self._finishing, return_exceptions=True)
+            raise
         finally:
             self.live = []
-            for task in self._finishing:  # cancelled, or a call raised: finish nothing more
-                task.cancel()
+        if self.crashed is None and self.calls.device_free is not None:
+            # clean: no call failed, split or was interrupted (its time says what a batch costs)
+            self.calls.device_free(all(o.kind == "done" for o in self.outcomes.values()))
+        await asyncio.gather(*self._finishing)  # cancelling this cancels the finishing too
         for item in self.items:
             self.outcomes.setdefault(item.job_id, Outcome("dropped"))
         return self.outcomes
