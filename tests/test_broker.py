@@ -20,6 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.delivery.ledger import DeliveryLedger
+from engine.job_types import Finishing, duration_bucket
 from engine.jobs import EngineConfig, JobCancelled, JobEngine, JobFailed, JobRequest
 from engine.spec import MusicSpec
 from engine.store import Store
@@ -28,6 +29,8 @@ from tests.sleepy_backend import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
 VISIBILITY = 1.5  # seconds before a silent worker's batch is reclaimed (30 in production)
+# a slow file to finish: most of a second of mp3 encoding here, while the device is long free
+TEN_MINUTE_MP3 = Finishing(format="mp3", duration=600.0)
 
 
 def spec(prompt: str, duration: float = 5.0) -> MusicSpec:
@@ -152,8 +155,6 @@ async def test_four_compatible_jobs_make_one_generate_call_on_a_remote_worker(cl
 
 
 async def test_the_worker_finishes_and_encodes_so_only_the_file_crosses_redis(cluster, store):
-    from engine.job_types import Finishing
-
     cluster.start("w1", base=0.1, per_row=0.0)
     await cluster.ready(1)
     how = Finishing(format="mp3", duration=4.0)
@@ -177,8 +178,6 @@ async def test_the_worker_finishes_and_encodes_so_only_the_file_crosses_redis(cl
 async def test_a_remote_job_reaches_the_front_end_before_the_rest_of_its_batch_is_encoded(cluster):
     # one call makes both tracks; the worker writes the quick job's result at once instead of
     # after the slow job's two-minute mp3 (about 0.15 s of encoding here)
-    from engine.job_types import Finishing
-
     cluster.start("w1", base=0.2, per_row=0.0)
     await cluster.ready(1)
     slow_finish = Finishing(format="mp3", duration=120.0, loop=True)
@@ -203,14 +202,11 @@ async def test_a_remote_job_reaches_the_front_end_before_the_rest_of_its_batch_i
 async def test_a_worker_takes_its_next_batch_while_the_last_ones_tracks_are_encoded(cluster):
     # batches of one: the slow job's ten-minute mp3 (most of a second of encoding here) is made
     # while the device runs the quick job's 0.3-s call, which used to wait for the encoder
-    from engine.job_types import Finishing
-
     cluster.start("w1", base=0.3, per_row=0.0)
     await cluster.ready(1)
-    slow_finish = Finishing(format="mp3", duration=600.0)
     async with cluster.engine(max_batch=1) as engine:
         slow = await engine.submit(
-            JobRequest(user_id="a", spec=spec("slow", 1.0), job_id="slow-2", finishing=slow_finish)
+            JobRequest(user_id="a", spec=spec("slow", 1.0), job_id="slow-2", finishing=TEN_MINUTE_MP3)
         )
         quick = await engine.submit(JobRequest(user_id="b", spec=spec("quick", 1.0), job_id="quick-2"))
         (track,) = await asyncio.wait_for(quick.result(), 60)
@@ -228,11 +224,9 @@ async def test_a_remote_batch_costs_its_devices_time_not_its_encoders(cluster):
     # the worker is ready again once its model calls are over: from then on the scheduler's
     # batch-cost model (tail sharing) stops the clock, though the files (ten minutes of mp3 each,
     # most of a second of encoding here) are still being made; it used to count until the last
-    from engine.job_types import Finishing, duration_bucket
-
     cluster.start("w1", base=0.2, per_row=0.2)
     await cluster.ready(1)
-    slow = Finishing(format="mp3", duration=600.0)
+    slow = TEN_MINUTE_MP3
     async with cluster.engine(max_batch=2) as engine:
         one = await engine.submit(JobRequest(user_id="a", spec=spec("one", 1.0), finishing=slow))
         await asyncio.wait_for(one.result(), 60)
