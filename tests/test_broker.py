@@ -653,7 +653,6 @@ def test_wire_carries_a_finished_track_as_its_file_and_a_batch_its_finishing():
 
     from engine.broker.base import BatchItem, Outcome
     from engine.broker.wire import WireError, decode_batch, decode_result, encode_batch, encode_result
-    from engine.job_types import Finishing
     from engine.spec import EncodedAudio, Track
 
     file = EncodedAudio(b"ID3" + bytes(range(256)) * 40, "mp3", 2, 32000)
