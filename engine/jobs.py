@@ -351,6 +351,9 @@ class JobEngine:
                 return
             self._sharing.handed(slot.name)
             self._start_jobs(jobs)
+            # running from now, not from when its task first runs: the next executor's share is
+            # decided meanwhile, and must see this batch (not this executor's previous one)
+            self._running[id(slot)] = (slot, jobs)
             self._spawn(self._execute(slot, jobs))
 
     def _spawn(self, coro) -> None:
@@ -392,7 +395,6 @@ class JobEngine:
         return BatchCallbacks(progress, wanted, settled)
 
     async def _execute(self, slot, jobs: list[_Job]) -> None:
-        self._running[id(slot)] = (slot, jobs)
         watchdog = asyncio.create_task(self._watch_deadlines(jobs))
         outcomes: dict[str, Outcome] = {}
         record = self._record(slot, jobs)
